@@ -1,0 +1,239 @@
+"""Functional QGFD attention, in the style of ``F.scaled_dot_product_attention``.
+
+Dimension legend: B batch, H heads, Lq queries, N keys, d key width, dv value width.
+
+Symbols (DESIGN.md section 2; seed 000):
+    s      scale, 1/sqrt(d) by default
+    p0     seed distribution softmax(s Q K^T + bias)              [B, H, Lq, N]
+    P      row-stochastic transition over keys                   [B, H, N, N]
+    a      alpha, the weight of the walk (1 - a: teleport to p0)
+    T      steps
+    ppr:   p_{t+1} = (1 - a) p0 + a p_t P,  out = p_T V            (personalised PageRank)
+    power: p = (1 - a) p0 + a p0 P^T  (P to the power T; seed 001)
+
+Never materialising p, the recursion runs on values instead (exact, by associativity):
+    W_0 = V,  W_{t+1} = (1 - a) V + a P W_t,  out = p0 W_T = SDPA(Q, K, W_T)
+so T steps cost T products P W plus one attention call. For softmax-type P each product is a
+fused attention call itself: T + 1 fused calls, O(N dv) memory, no N x N tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .masks import key_mask, transition_mask
+from .transitions import (
+    DenseTransition,
+    GraphTransition,
+    LinearTransition,
+    SoftmaxTransition,
+    TopKSoftmaxTransition,
+    Transition,
+    default_scale,
+)
+
+TransitionKind = Literal["keys", "cosine", "attention", "graph", "linear"]
+IterationKind = Literal["ppr", "power"]
+PathKind = Literal["auto", "fused", "materialized"]
+
+# The materialised path stores one [B, H, N, N] P and reuses it for every step, costing
+# (T + 3) / 2 attention-equivalents instead of T + 1; "auto" takes it while P stays this small.
+MATERIALIZE_MAX_BYTES = 64 * 2**20
+MATERIALIZE_MAX_KEYS = 2048
+
+
+def qgfd_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    *,
+    alpha: float | Tensor,
+    steps: int | None,
+    transition: TransitionKind = "keys",
+    iteration: IterationKind = "ppr",
+    topk: int | None = None,
+    temperature: float = 1.0,
+    graph: Tensor | None = None,
+    scale: float | None = None,
+    early_stop_eps: float | None = None,
+    dropout_p: float = 0.0,
+    detach_transition: bool = False,
+    path: PathKind = "auto",
+) -> Tensor:
+    """QGFD attention: out = p_T V with p_T the T-step walk from p0 = softmax(s Q K^T).
+
+    Args:
+        query: [B, H, Lq, d]. key: [B, H, N, d]. value: [B, H, N, dv].
+        attn_mask: bool (True = takes part) or additive float, broadcastable to [B, H, Lq, N].
+            Applied to p0 and to P (key-padding masks [.., 1, N] or self-attention [.., N, N]).
+        alpha: a in [0, 1]: float, or a tensor: 0-d, per head [H], or broadcastable [B|1, H|1]
+            (e.g. a function of the diffusion timestep).
+        steps: T >= 0; None solves the ``ppr`` fixed point (1 - a) p0 (I - a P)^-1 exactly.
+        transition: ``keys`` softmax(s K K^T), ``cosine`` softmax(K^ K^^T / temperature),
+            ``attention`` P = p0 (needs Lq = N), ``graph`` the row-normalised ``graph``
+            adjacency, ``linear`` the DIFFormer-s kernel (1 + k~ . k~).
+        iteration: ``ppr`` or ``power``.
+        topk: keep only the k largest logits of each row of a softmax-type P.
+        early_stop_eps: stop once max |W_{t+1} - W_t| < eps (the result stays differentiable).
+        dropout_p: dropout on the seed distribution p0 (as SDPA's attention dropout).
+        detach_transition: build P from detached inputs (seed 003's ``detach_P``).
+        path: ``fused`` (T + 1 fused calls, O(N) memory), ``materialized`` (P built once), or
+            ``auto`` (materialised when P is small).
+
+    Returns:
+        out [B, H, Lq, dv]. With a = 0 or T = 0 it is exactly ``F.scaled_dot_product_attention``.
+    """
+    _check_inputs(query, key, value, transition, iteration, steps, topk, temperature, graph, path)
+    s = default_scale(query.shape[-1]) if scale is None else scale
+    if _is_plain_attention(alpha, steps):
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=s
+        )
+    a = _alpha_as_tensor(alpha, query)  # [B|1, H|1, 1, 1]
+    P = build_transition(
+        query, key, attn_mask, transition=transition, topk=topk, temperature=temperature,
+        graph=graph, scale=s, detach=detach_transition,
+    )
+    if steps is None or _use_materialized(path, P, query, key):
+        P = DenseTransition(P.dense())
+    W = diffuse_values(P, value, a, steps, iteration, early_stop_eps)  # [B, H, N, dv]
+    return F.scaled_dot_product_attention(
+        query, key, W, attn_mask=attn_mask, dropout_p=dropout_p, scale=s
+    )
+
+
+def build_transition(
+    query: Tensor,
+    key: Tensor,
+    attn_mask: Tensor | None,
+    *,
+    transition: TransitionKind,
+    topk: int | None,
+    temperature: float,
+    graph: Tensor | None,
+    scale: float,
+    detach: bool = False,
+) -> Transition:
+    """The transition operator P over the N keys, with the mask carried over to it."""
+    Lq, N = query.shape[-2], key.shape[-2]
+    if detach:
+        query, key = query.detach(), key.detach()
+    if transition == "graph":
+        return GraphTransition(graph, key_mask(attn_mask, Lq, N), N)
+    if transition == "linear":
+        return LinearTransition(key, key_mask(attn_mask, Lq, N))
+    mask = transition_mask(attn_mask, Lq, N)
+    if transition == "keys":
+        left, right, p_scale = key, key, scale
+    elif transition == "cosine":
+        k_hat = F.normalize(key, dim=-1)  # K^ [B, H, N, d]
+        left, right, p_scale = k_hat, k_hat, 1.0 / temperature
+    else:  # "attention": P = p0
+        left, right, p_scale = query, key, scale
+    if topk is not None and topk < N:
+        return TopKSoftmaxTransition(left, right, p_scale, mask, topk)
+    return SoftmaxTransition(left, right, p_scale, mask)
+
+
+def diffuse_values(
+    P: Transition,
+    V: Tensor,
+    a: Tensor,
+    steps: int | None,
+    iteration: IterationKind,
+    early_stop_eps: float | None = None,
+) -> Tensor:
+    """W such that p_T V = p0 W (see the module docstring). V: [B, H, N, dv]."""
+    if steps is None:  # fixed point of ppr: (I - a P) W = (1 - a) V
+        P_dense = P.dense()
+        eye = torch.eye(P_dense.shape[-1], dtype=P_dense.dtype, device=P_dense.device)
+        return torch.linalg.solve(eye - a * P_dense, (1 - a) * V)
+    if iteration == "power":  # P^T V by T products, then one mix
+        U = _iterate(lambda U_t: P.matmul(U_t), V, steps, early_stop_eps)
+        return (1 - a) * V + a * U
+    return _iterate(lambda W_t: (1 - a) * V + a * P.matmul(W_t), V, steps, early_stop_eps)
+
+
+def _iterate(step, X0: Tensor, steps: int, early_stop_eps: float | None) -> Tensor:
+    X = X0
+    for _ in range(steps):
+        X_next = step(X)
+        if early_stop_eps is not None:
+            with torch.no_grad():
+                converged = bool((X_next - X).abs().amax() < early_stop_eps)
+            X = X_next
+            if converged:
+                break
+        else:
+            X = X_next
+    return X
+
+
+def _is_plain_attention(alpha: float | Tensor, steps: int | None) -> bool:
+    return steps == 0 or (not isinstance(alpha, Tensor) and float(alpha) == 0.0)
+
+
+def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> Tensor:
+    """alpha -> [B|1, H|1, 1, 1] in the query's dtype. 1-d tensors are per head [H]."""
+    B, H = query.shape[:2]
+    a = torch.as_tensor(alpha, dtype=query.dtype, device=query.device)
+    if a.dim() == 1:
+        if a.shape[0] not in (1, H):
+            raise ValueError(f"a 1-d alpha is per head and needs {H} entries, got {a.shape[0]}")
+        a = a.view(1, -1)
+    if a.dim() > 2 or (a.dim() == 2 and (a.shape[0] not in (1, B) or a.shape[1] not in (1, H))):
+        raise ValueError(f"alpha must be a float, [H] or [B|1, H|1]; got shape {tuple(a.shape)}")
+    return a.reshape(*a.shape, *([1] * (4 - a.dim()))) if a.dim() else a
+
+
+def _use_materialized(path: PathKind, P: Transition, query: Tensor, key: Tensor) -> bool:
+    if path != "auto":
+        return path == "materialized"
+    if not isinstance(P, SoftmaxTransition) or isinstance(P, TopKSoftmaxTransition):
+        return False
+    B, H, N = key.shape[0], key.shape[1], key.shape[-2]
+    P_bytes = B * H * N * N * key.element_size()
+    return N <= MATERIALIZE_MAX_KEYS and P_bytes <= MATERIALIZE_MAX_BYTES
+
+
+def _check_inputs(query, key, value, transition, iteration, steps, topk, temperature, graph, path):
+    _check_choice("transition", transition, TransitionKind)
+    _check_choice("iteration", iteration, IterationKind)
+    _check_choice("path", path, PathKind)
+    if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+        raise ValueError(
+            "query, key and value must be [B, H, L, d]; got shapes "
+            f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+        )
+    if key.shape[-2] != value.shape[-2] or query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"key {tuple(key.shape)} and value {tuple(value.shape)} need the same N, and query "
+            f"{tuple(query.shape)} the same d as key"
+        )
+    if steps is not None and (not isinstance(steps, int) or steps < 0):
+        raise ValueError(f"steps must be an int >= 0 or None (the fixed point), got {steps!r}")
+    if steps is None and iteration == "power":
+        raise ValueError("iteration='power' needs a finite number of steps (steps=None is ppr only)")
+    if transition == "attention" and query.shape[-2] != key.shape[-2]:
+        raise ValueError(
+            f"transition='attention' uses P = p0 and needs Lq = N; got Lq = {query.shape[-2]}, "
+            f"N = {key.shape[-2]}"
+        )
+    if transition == "graph" and graph is None:
+        raise ValueError("transition='graph' needs graph= (an [N, N] or [B, N, N] adjacency)")
+    if topk is not None and (topk < 1 or transition not in ("keys", "cosine", "attention")):
+        raise ValueError(f"topk must be >= 1 and needs a softmax transition; got topk={topk}, "
+                         f"transition={transition!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def _check_choice(field: str, value: str, literal) -> None:
+    allowed = get_args(literal)
+    if value not in allowed:
+        raise ValueError(f"{field} must be one of {allowed}, got {value!r}")

@@ -1,0 +1,75 @@
+"""Attention-mask plumbing shared by the QGFD kernels.
+
+Dimension legend: B batch, H heads, Lq queries, N keys (nodes).
+
+Masks follow ``F.scaled_dot_product_attention``: a boolean mask (True = takes part) or an
+additive float bias, broadcastable to [B, H, Lq, N]. QGFD also applies the mask to the
+transition P [B, H, N, N] over keys, which is possible when the mask is a key-padding mask
+(query dimension 1) or a self-attention mask (query dimension N with Lq = N).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def as_4d(attn_mask: Tensor | None) -> Tensor | None:
+    """Prepend singleton dims so that the mask is [b, h, lq, n] (b, h, lq may be 1)."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dim() > 4:
+        raise ValueError(f"attn_mask must have at most 4 dims, got shape {tuple(attn_mask.shape)}")
+    while attn_mask.dim() < 4:
+        attn_mask = attn_mask.unsqueeze(0)
+    return attn_mask
+
+
+def as_additive_bias(attn_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Boolean mask -> additive bias (0 where True, -inf where False); float passes through."""
+    if attn_mask is None:
+        return None
+    if attn_mask.dtype == torch.bool:
+        zeros = torch.zeros((), dtype=dtype, device=attn_mask.device)
+        return torch.where(attn_mask, zeros, torch.tensor(float("-inf"), dtype=dtype, device=attn_mask.device))
+    return attn_mask.to(dtype)
+
+
+def transition_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tensor | None:
+    """The part of ``attn_mask`` that applies to P [.., N, N] (None when there is no mask).
+
+    A key-padding mask [.., 1, N] broadcasts over the rows of P. A self-attention mask
+    [.., N, N] (only when Lq = N) applies entry by entry. Any other query dimension cannot be
+    carried over to P and is rejected, so that padded keys can never receive mass through P.
+    """
+    mask = as_4d(attn_mask)
+    if mask is None:
+        return None
+    rows = mask.shape[-2]
+    if rows == 1 or (rows == num_keys and num_queries == num_keys):
+        return mask
+    raise ValueError(
+        f"attn_mask of shape {tuple(attn_mask.shape)} cannot be applied to the transition P over "
+        f"{num_keys} keys: pass a key-padding mask [..., 1, {num_keys}] or, for self-attention, "
+        f"a mask [..., {num_keys}, {num_keys}]"
+    )
+
+
+def key_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tensor | None:
+    """Which keys take part, as a bool mask [b, h, N], for transitions without scores.
+
+    Graph and linear transitions have no logits to add a bias to, so only the information
+    "this key is padded" can apply to them. A [.., N, N] mask is accepted only when all of its
+    rows agree (a key-padding mask expanded over queries, as transformers passes it).
+    """
+    mask = transition_mask(attn_mask, num_queries, num_keys)
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        mask = mask > torch.finfo(mask.dtype).min / 2
+    if mask.shape[-2] > 1 and not bool((mask == mask[..., :1, :]).all()):
+        raise ValueError(
+            "graph and linear transitions accept only key-padding masks (every query row equal); "
+            "got a mask whose rows differ (e.g. a causal mask)"
+        )
+    return mask[..., 0, :]

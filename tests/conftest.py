@@ -1,0 +1,14 @@
+import os
+
+import pytest
+import torch
+
+# Tests never reach a model hub: tiny models are built from configs and saved locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
