@@ -1,6 +1,36 @@
 """QGFD attention: the functional kernel, its transitions, modules and integrations."""
 
 from .functional import build_transition, diffuse_values, qgfd_attention
+from .kernels import (
+    ATTENTION_KINDS,
+    AttentionKernel,
+    DIFFormerKernel,
+    HeatKernel,
+    QGFDKernel,
+    SDPAKernel,
+    make_attention_kernel,
+    set_qgfd_step,
+)
+from .layer import QGFDLayer, transition_from_networkx
+from .multihead import MultiheadAttention, QGFDMultiheadAttention, make_attention
 from .reference import naive_qgfd_attention
 
-__all__ = ["build_transition", "diffuse_values", "naive_qgfd_attention", "qgfd_attention"]
+__all__ = [
+    "ATTENTION_KINDS",
+    "AttentionKernel",
+    "DIFFormerKernel",
+    "HeatKernel",
+    "MultiheadAttention",
+    "QGFDKernel",
+    "QGFDLayer",
+    "QGFDMultiheadAttention",
+    "SDPAKernel",
+    "build_transition",
+    "diffuse_values",
+    "make_attention",
+    "make_attention_kernel",
+    "naive_qgfd_attention",
+    "qgfd_attention",
+    "set_qgfd_step",
+    "transition_from_networkx",
+]

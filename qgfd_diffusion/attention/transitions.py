@@ -142,14 +142,8 @@ class GraphTransition:
         A = self.A if self.A.dim() == 2 else self.A.unsqueeze(1)  # [N, N] or [B, 1, N, N]
         return A @ X
 
-    def _mask_weights(self, W: Tensor) -> Tensor:
-        m = torch.ones(1, 1, W.shape[-2], dtype=W.dtype, device=W.device)
-        if self.key_mask is not None:
-            m = self.key_mask.to(W.dtype)
-        return m.unsqueeze(-1)  # [b, h, N, 1]
-
     def matmul(self, W: Tensor) -> Tensor:
-        m = self._mask_weights(W)
+        m = _key_weights(self.key_mask, W)  # [b, h, N, 1]
         masked_W = m * W  # [B, H, N, dv]
         numerator = self._apply_A(masked_W)
         out_degree = self._apply_A(m.expand(*masked_W.shape[:2], -1, -1).contiguous())  # [B, H, N, 1]
@@ -163,34 +157,41 @@ class GraphTransition:
         return self.matmul(eye.expand(batch, 1, N, N))  # P = P I
 
 
-class LinearTransition:
-    """DIFFormer-s style P_ij = (1 + k~_i . k~_j) / sum_j (1 + k~_i . k~_j), k~ = K / |K|.
+def linear_kernel_attention(q_hat: Tensor, k_hat: Tensor, V: Tensor, key_mask: Tensor | None) -> Tensor:
+    """DIFFormer-s attention rownorm(1 + q~ k~^T) V in O(N d dv), never building N x N.
 
-    Entries are >= 0 because |k~_i . k~_j| <= 1. P W costs O(N d dv) by associativity:
-    numerator_i = sum_j m_j W_j + k~_i (sum_j m_j k~_j W_j^T), denominator likewise with W = 1.
+    q_hat [B, H, Lq, d], k_hat [B, H, N, d] (unit rows), V [B, H, N, dv], key_mask [b, h, N].
+    numerator_i = sum_j m_j V_j + q~_i (sum_j m_j k~_j V_j^T); denominator likewise with V = 1.
+    Entries 1 + q~ . k~ are >= 0 because |q~ . k~| <= 1.
     """
+    m = _key_weights(key_mask, V)  # [b, h, N, 1]
+    kv = torch.einsum("bhnd,bhne->bhde", k_hat * m, V)  # [B, H, d, dv]
+    numerator = (m * V).sum(-2, keepdim=True) + q_hat @ kv  # [B, H, Lq, dv]
+    k_sum = (k_hat * m).sum(-2, keepdim=True)  # [B, H, 1, d]
+    denominator = m.sum(-2, keepdim=True) + q_hat @ k_sum.transpose(-1, -2)  # [B, H, Lq, 1]
+    return numerator / denominator.clamp_min(torch.finfo(V.dtype).tiny)
+
+
+def _key_weights(key_mask: Tensor | None, like: Tensor) -> Tensor:
+    """Key mask [b, h, N] -> 0/1 weights [b, h, N, 1] (all ones without a mask)."""
+    if key_mask is None:
+        return torch.ones(1, 1, like.shape[-2], 1, dtype=like.dtype, device=like.device)
+    return key_mask.to(like.dtype).unsqueeze(-1)
+
+
+class LinearTransition:
+    """DIFFormer-s style P_ij = (1 + k~_i . k~_j) / sum_j (1 + k~_i . k~_j), k~ = K / |K|."""
 
     def __init__(self, keys: Tensor, key_mask: Tensor | None):
         self.k_hat = F.normalize(keys, dim=-1)  # [B, H, N, d]
         self.key_mask = key_mask
 
-    def _weights(self, like: Tensor) -> Tensor:
-        if self.key_mask is None:
-            return torch.ones(1, 1, like.shape[-2], 1, dtype=like.dtype, device=like.device)
-        return self.key_mask.to(like.dtype).unsqueeze(-1)  # [b, h, N, 1]
-
     def matmul(self, W: Tensor) -> Tensor:
-        m = self._weights(W)
-        mW = m * W
-        kv = torch.einsum("bhnd,bhne->bhde", self.k_hat * m, W)  # [B, H, d, dv]
-        numerator = mW.sum(-2, keepdim=True) + self.k_hat @ kv  # [B, H, N, dv]
-        k_sum = (self.k_hat * m).sum(-2, keepdim=True)  # [B, H, 1, d]
-        denominator = m.sum(-2, keepdim=True) + self.k_hat @ k_sum.transpose(-1, -2)  # [B, H, N, 1]
-        return numerator / denominator.clamp_min(torch.finfo(W.dtype).tiny)
+        return linear_kernel_attention(self.k_hat, self.k_hat, W, self.key_mask)
 
     def dense(self) -> Tensor:
         kernel = 1.0 + self.k_hat @ self.k_hat.transpose(-1, -2)  # [B, H, N, N]
-        kernel = kernel * self._weights(self.k_hat).transpose(-1, -2)
+        kernel = kernel * _key_weights(self.key_mask, self.k_hat).transpose(-1, -2)
         return kernel / kernel.sum(-1, keepdim=True)
 
 
