@@ -94,7 +94,7 @@ def qgfd_attention(
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=s
         )
-    a = _alpha_as_tensor(alpha, query)  # [B|1, H|1, 1, 1]
+    a = _alpha_as_tensor(alpha, query)  # float or [B|1, H|1, 1, 1]
     P = build_transition(
         query, key, attn_mask, transition=transition, topk=topk, temperature=temperature,
         graph=graph, scale=s, detach=detach_transition,
@@ -143,43 +143,56 @@ def build_transition(
 def diffuse_values(
     P: Transition,
     V: Tensor,
-    a: Tensor,
+    a: float | Tensor,
     steps: int | None,
     iteration: IterationKind,
     early_stop_eps: float | None = None,
 ) -> Tensor:
     """W such that p_T V = p0 W (see the module docstring). V: [B, H, N, dv]."""
+    teleport = (1 - a) * V  # (1 - a) V, shared by every step
     if steps is None:  # fixed point of ppr: (I - a P) W = (1 - a) V
         P_dense = P.dense()
         eye = torch.eye(P_dense.shape[-1], dtype=P_dense.dtype, device=P_dense.device)
-        return torch.linalg.solve(eye - a * P_dense, (1 - a) * V)
+        return torch.linalg.solve(eye - a * P_dense, teleport)
     if iteration == "power":  # P^T V by T products, then one mix
-        U = _iterate(lambda U_t: P.matmul(U_t), V, steps, early_stop_eps)
-        return (1 - a) * V + a * U
-    return _iterate(lambda W_t: (1 - a) * V + a * P.matmul(W_t), V, steps, early_stop_eps)
+        return _add_scaled(teleport, a, _iterate(P.matmul, V, steps, early_stop_eps))
+    ppr_step = lambda W_t: _add_scaled(teleport, a, P.matmul(W_t))
+    return _iterate(ppr_step, V, steps, early_stop_eps)
+
+
+def _add_scaled(x: Tensor, a: float | Tensor, y: Tensor) -> Tensor:
+    """x + a y in one fused op (one new tensor per step keeps the recursion's memory low)."""
+    if isinstance(a, Tensor):
+        return torch.addcmul(x, a, y)
+    return torch.add(x, y, alpha=a)
 
 
 def _iterate(step, X0: Tensor, steps: int, early_stop_eps: float | None) -> Tensor:
     X = X0
     for _ in range(steps):
         X_next = step(X)
-        if early_stop_eps is not None:
-            with torch.no_grad():
-                converged = bool((X_next - X).abs().amax() < early_stop_eps)
-            X = X_next
-            if converged:
-                break
-        else:
-            X = X_next
+        converged = early_stop_eps is not None and _max_change(X_next, X) < early_stop_eps
+        X = X_next
+        if converged:
+            break
     return X
+
+
+def _max_change(X_next: Tensor, X: Tensor) -> float:
+    with torch.no_grad():
+        return float((X_next - X).abs().amax())
 
 
 def _is_plain_attention(alpha: float | Tensor, steps: int | None) -> bool:
     return steps == 0 or (not isinstance(alpha, Tensor) and float(alpha) == 0.0)
 
 
-def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> Tensor:
-    """alpha -> [B|1, H|1, 1, 1] in the query's dtype. 1-d tensors are per head [H]."""
+def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
+    """alpha -> float, or a tensor [B|1, H|1, 1, 1] in the query's dtype (1-d: per head [H])."""
+    if not isinstance(alpha, Tensor):
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        return float(alpha)
     B, H = query.shape[:2]
     a = torch.as_tensor(alpha, dtype=query.dtype, device=query.device)
     if a.dim() == 1:

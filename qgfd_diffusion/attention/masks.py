@@ -66,7 +66,14 @@ def key_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tenso
     if mask is None:
         return None
     if mask.dtype != torch.bool:
-        mask = mask > torch.finfo(mask.dtype).min / 2
+        keep = mask > torch.finfo(mask.dtype).min / 2
+        if bool((mask[keep] != 0).any()):
+            raise ValueError(
+                "graph and linear transitions accept only key-padding masks (bool, or float with "
+                "0 / -inf entries); got an additive bias with other values, which has no scores "
+                "to apply to"
+            )
+        mask = keep
     if mask.shape[-2] > 1 and not bool((mask == mask[..., :1, :]).all()):
         raise ValueError(
             "graph and linear transitions accept only key-padding masks (every query row equal); "
