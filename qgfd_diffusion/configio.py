@@ -48,7 +48,15 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
     except ConfigError:
         raise
     except (ValueError, TypeError) as error:
-        raise ConfigError(path or cls.__name__, str(error)) from None
+        raise _locate(str(error), path, fields) from None
+
+
+def _locate(message: str, path: str, fields) -> ConfigError:
+    """A ``__post_init__`` message that starts with a field name -> error at that field."""
+    first, _, rest = message.partition(" ")
+    if first in fields and rest:
+        return ConfigError(_join(path, first), rest)
+    return ConfigError(path, message)
 
 
 def convert(annotation: Any, value: Any, path: str) -> Any:
@@ -145,9 +153,9 @@ def to_plain(config: Any) -> Any:
 def _child(node: Any, part: str, where: str) -> Any:
     if isinstance(node, list):
         return node[_index(node, part, where)]
-    if not isinstance(node, dict) or part not in node:
-        raise ConfigError(where, "no such key to override")
-    return node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(where, "cannot override inside a value that is not a mapping or list")
+    return node.setdefault(part, {})  # a section left out of the file: create it
 
 
 def _index(node: list, part: str, where: str) -> int:

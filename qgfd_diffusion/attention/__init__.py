@@ -15,7 +15,20 @@ from .layer import QGFDLayer, transition_from_networkx
 from .multihead import MultiheadAttention, QGFDMultiheadAttention, make_attention
 from .reference import naive_qgfd_attention
 
+# The transformers integration imports transformers; load it on first use only.
+_HF_NAMES = ("MultiHeadQGFDLayer", "QGFDSettings", "QGFDStepCallback", "register_qgfd_attention",
+             "wrap_model_with_qgfd")
+
+
+def __getattr__(name):
+    if name in _HF_NAMES:
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
+    *_HF_NAMES,
     "ATTENTION_KINDS",
     "AttentionKernel",
     "DIFFormerKernel",

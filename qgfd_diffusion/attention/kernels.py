@@ -106,13 +106,15 @@ class QGFDKernel(AttentionKernel):
             self.alpha_logit = nn.Parameter(torch.full((num_heads,), math.log(start / (1 - start))))
 
     def set_step(self, step: int) -> None:
+        check_range("step", step, 0)
         self.step.fill_(int(step))
 
     def current_alpha(self) -> float | Tensor:
+        """A float when alpha is constant (keeps the exact SDPA shortcut at 0), else a tensor."""
         if self.alpha_mode == "learnable":
             return torch.sigmoid(self.alpha_logit)  # [H]
-        if self.alpha_mode == "warmup" and self.warmup_steps > 0:
-            return self.target_alpha * min(1.0, int(self.step) / self.warmup_steps)
+        if self.alpha_mode == "warmup" and self.warmup_steps > 0 and self.target_alpha > 0:
+            return warmup_alpha(self.target_alpha, self.step, self.warmup_steps)
         return self.target_alpha
 
     def forward(self, q, k, v, attn_mask=None, *, dropout_p=0.0, alpha=None, graph=None, **extra):
@@ -122,6 +124,11 @@ class QGFDKernel(AttentionKernel):
 
     def extra_repr(self) -> str:
         return f"alpha={self.target_alpha}, alpha_mode={self.alpha_mode}, {self.options}"
+
+
+def warmup_alpha(target: float, step: Tensor, warmup_steps: int) -> Tensor:
+    """alpha(step) = target * min(1, step / warmup_steps) (seed 003), as a 0-d tensor op."""
+    return target * (step.to(torch.float32) / warmup_steps).clamp(max=1.0)
 
 
 class HeatKernel(AttentionKernel):
@@ -186,8 +193,13 @@ def make_attention_kernel(kind: AttentionKind, num_heads: int, **options) -> Att
     return kernel_class(num_heads, **options) if kind != "sdpa" else kernel_class()
 
 
-def set_qgfd_step(model: nn.Module, step: int) -> None:
-    """Tell every warm-up-aware module in ``model`` the current training step."""
-    for module in model.modules():
-        if hasattr(module, "set_step"):
-            module.set_step(step)
+def set_qgfd_step(model: nn.Module, step: int) -> int:
+    """Tell every warm-up-aware QGFD module in ``model`` the training step; returns how many.
+
+    Covers the backbone's ``QGFDKernel`` and the per-module states that ``wrap_model_with_qgfd``
+    attaches to transformers models.
+    """
+    modules = [m for m in model.modules() if callable(getattr(m, "set_step", None))]
+    for module in modules:
+        module.set_step(step)
+    return len(modules)

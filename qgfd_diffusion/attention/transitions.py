@@ -28,6 +28,17 @@ from .masks import as_additive_bias
 TOPK_CHUNK_ELEMENTS = 1 << 24
 
 
+def masked_softmax(logits: Tensor) -> Tensor:
+    """Softmax over the last dim; a row with every entry masked (-inf) gives zeros, not NaN.
+
+    Such rows belong to positions no real query reaches (e.g. left padding under a causal
+    mask); zeros match what the fused SDPA kernels return and keep 0 * NaN out of real rows.
+    """
+    empty = torch.isneginf(logits).all(dim=-1, keepdim=True)
+    probs = torch.softmax(logits.masked_fill(empty, 0.0), dim=-1)
+    return probs.masked_fill(empty, 0.0)
+
+
 class Transition(Protocol):
     def matmul(self, W: Tensor) -> Tensor: ...
 
@@ -54,7 +65,7 @@ class SoftmaxTransition:
         return scores if bias is None else scores + bias
 
     def dense(self) -> Tensor:
-        return torch.softmax(self.logits(), dim=-1)
+        return masked_softmax(self.logits())
 
 
 class TopKSoftmaxTransition(SoftmaxTransition):
@@ -70,7 +81,7 @@ class TopKSoftmaxTransition(SoftmaxTransition):
         num_keys = right.shape[-2]
         self.k = min(topk, num_keys)
         self.index = self._neighbours()  # [B, H, N, k]
-        self.weights = torch.softmax(self._kept_logits(), dim=-1)  # [B, H, N, k]
+        self.weights = masked_softmax(self._kept_logits())  # [B, H, N, k]
 
     def _bias_rows(self, rows: slice, dtype: torch.dtype) -> Tensor | None:
         bias = as_additive_bias(self.mask, dtype)

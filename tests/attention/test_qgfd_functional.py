@@ -189,3 +189,15 @@ def test_attention_transition_needs_square_and_masks_must_reach_p():
         qgfd_attention(q, k, v, per_query, alpha=0.5, steps=2)
     with pytest.raises(ValueError, match=r"\[B, H, L, d\]"):
         qgfd_attention(q[0], k[0], v[0], alpha=0.5, steps=2)
+
+
+@pytest.mark.parametrize("path", ["fused", "materialized"])
+def test_fully_masked_rows_do_not_poison_real_rows(path):
+    # Left padding under a causal mask: rows 0-1 see no key at all, and nothing sees keys 0-1.
+    q, k, v = _inputs(requires_grad=False)
+    mask = torch.ones(N, N, dtype=torch.bool).tril()
+    mask[:, :2] = False
+    out = qgfd_attention(q, k, v, mask, alpha=0.5, steps=3, path=path)
+    assert torch.isfinite(out[..., 2:, :]).all()
+    trimmed = qgfd_attention(q[..., 2:, :], k[..., 2:, :], v[..., 2:, :], mask[2:, 2:], alpha=0.5, steps=3)
+    torch.testing.assert_close(out[..., 2:, :], trimmed, atol=1e-12, rtol=0)

