@@ -6,19 +6,20 @@
 Prints, per N, forward and forward+backward time ratios
     QGFD(T, keys) / SDPA     (the value recursion's limit is T + 1 fused calls)
     naive / QGFD             (seed formula: materialise p0 and P, loop p @ P)
-and the peak extra memory of QGFD vs SDPA at --memory-size. On CPU each memory figure is the
-growth of the peak RSS of a fresh subprocess over its level once the inputs exist; on CUDA it is
-torch.cuda.max_memory_allocated above the inputs. Ratios are the figures: absolute times on
+and the peak extra memory of QGFD vs SDPA at --memory-size: on CPU the peak of the allocator's
+running total from the PyTorch profiler's memory records, on CUDA max_memory_allocated, both
+above the memory that existed before the call (the inputs). Ratios are the figures: absolute times on
 shared machines are noise.
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's own chatter, before torch loads
+
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -81,33 +82,40 @@ def time_interleaved(args, names, N: int, backward: bool) -> dict[str, float]:
 
 
 def peak_extra_memory_mib(args, name: str, N: int, backward: bool) -> float:
+    """Peak memory allocated during one call above what existed before it (the inputs)."""
+    inputs = make_inputs(args, N, requires_grad=backward)
+    fn = methods(args.steps)[name]
     if args.device == "cuda":
-        inputs = make_inputs(args, N, requires_grad=backward)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        run_once(methods(args.steps)[name], inputs, backward)
+        run_once(fn, inputs, backward)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    command = [sys.executable, __file__, "--memory-probe", name, "--memory-size", str(N),
-               "--steps", str(args.steps), "--batch", str(args.batch), "--heads", str(args.heads),
-               "--head-dim", str(args.head_dim), "--dtype", args.dtype]
-    command += ["--backward"] if backward else []
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)["extra_mib"]
+    return cpu_peak_bytes(lambda: run_once(fn, inputs, backward)) / 2**20
 
 
-def memory_probe(args) -> None:
-    """Child process: peak RSS growth of one call, after a small warm-up of the same method."""
-    import resource
+def cpu_peak_bytes(call) -> int:
+    """Peak of the CPU allocator's running total during ``call``, from the profiler's records.
 
-    fn = methods(args.steps)[args.memory_probe]
-    run_once(fn, make_inputs(args, 64, args.backward), args.backward)
-    inputs = make_inputs(args, args.memory_size, args.backward)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run_once(fn, inputs, args.backward)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"extra_mib": (after - before) / 1024}))
+    Each op's own allocations are placed at its start and its own frees at its end, so a free
+    never hides an allocation that was live at the same time (the figure errs high, not low).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    changes = []
+    for event in prof.events():
+        delta = event.self_cpu_memory_usage
+        if delta:
+            at = event.time_range.start if delta > 0 else event.time_range.end
+            changes.append((at, delta < 0, delta))  # at equal times, allocations come first
+    total = peak = 0
+    for _, _, delta in sorted(changes):
+        total += delta
+        peak = max(peak, total)
+    return peak
 
 
 def report(args) -> None:
@@ -122,7 +130,7 @@ def report(args) -> None:
             names = ["sdpa", "qgfd", "qgfd_fused"] + (["naive"] if N <= args.naive_max else [])
             t = time_interleaved(args, names, N, backward)
             naive = f"{t['naive'] / t['qgfd']:.1f}" if "naive" in t else "skipped"
-            chosen = "materialized" if _auto_materializes(args, N) else "fused"
+            chosen = "materialized" if _auto_materializes(args, N, backward) else "fused"
             print(f"| {N} | {'fwd+bwd' if backward else 'fwd'} | {t['qgfd'] / t['sdpa']:.2f} | "
                   f"{t['qgfd_fused'] / t['sdpa']:.2f} | {naive} | {chosen} |", flush=True)
     M = args.memory_size
@@ -134,16 +142,15 @@ def report(args) -> None:
     for backward in (False, True):
         sdpa = peak_extra_memory_mib(args, "sdpa", M, backward)
         qgfd = peak_extra_memory_mib(args, "qgfd_fused", M, backward)
-        ratio = f"{qgfd / sdpa:.2f}" if sdpa > 0 else "n/a (below RSS resolution)"
-        print(f"| {'fwd+bwd' if backward else 'fwd'} | {sdpa:.1f} | {qgfd:.1f} | {ratio} |", flush=True)
+        print(f"| {'fwd+bwd' if backward else 'fwd'} | {sdpa:.1f} | {qgfd:.1f} | {qgfd / sdpa:.2f} |", flush=True)
 
 
-def _auto_materializes(args, N: int) -> bool:
+def _auto_materializes(args, N: int, backward: bool) -> bool:
     from qgfd_diffusion.attention.functional import _use_materialized, build_transition
 
-    q, k, _ = make_inputs(args, N, requires_grad=False)
+    q, k, v = make_inputs(args, N, requires_grad=backward)
     P = build_transition(q, k, None, transition="keys", topk=None, temperature=1.0, graph=None, scale=1.0)
-    return _use_materialized("auto", P, q, k)
+    return _use_materialized("auto", P, q, k, v)
 
 
 def parse_args(argv=None):
@@ -160,8 +167,6 @@ def parse_args(argv=None):
     parser.add_argument("--naive-max", type=int, default=4096, help="largest N for the naive form")
     parser.add_argument("--memory-size", type=int, default=8192)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
-    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
-    parser.add_argument("--backward", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.memory_size = [64, 256], 2, 1024
@@ -171,7 +176,4 @@ def parse_args(argv=None):
 if __name__ == "__main__":
     arguments = parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    if arguments.memory_probe:
-        memory_probe(arguments)
-    else:
-        report(arguments)
+    report(arguments)

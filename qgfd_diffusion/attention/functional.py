@@ -40,10 +40,13 @@ TransitionKind = Literal["keys", "cosine", "attention", "graph", "linear"]
 IterationKind = Literal["ppr", "power"]
 PathKind = Literal["auto", "fused", "materialized"]
 
-# The materialised path stores one [B, H, N, N] P and reuses it for every step, costing
-# (T + 3) / 2 attention-equivalents instead of T + 1; "auto" takes it while P stays this small.
+# The materialised path stores one [B, H, N, N] P and reuses it for every step: (T + 3) / 2
+# attention-equivalents instead of T + 1. Measured on CPU (benchmarks/attention.py) it wins for
+# training (forward + backward) up to N ~ 2048, but for forward-only calls only at short N,
+# where fused kernels are already fast. "auto" follows that, and never exceeds the byte budget.
 MATERIALIZE_MAX_BYTES = 64 * 2**20
-MATERIALIZE_MAX_KEYS = 2048
+MATERIALIZE_MAX_KEYS_TRAINING = 2048
+MATERIALIZE_MAX_KEYS_INFERENCE = 512
 
 
 def qgfd_attention(
@@ -99,7 +102,7 @@ def qgfd_attention(
         query, key, attn_mask, transition=transition, topk=topk, temperature=temperature,
         graph=graph, scale=s, detach=detach_transition,
     )
-    if steps is None or _use_materialized(path, P, query, key):
+    if steps is None or _use_materialized(path, P, query, key, value):
         P = DenseTransition(P.dense())
     W = diffuse_values(P, value, a, steps, iteration, early_stop_eps)  # [B, H, N, dv]
     return F.scaled_dot_product_attention(
@@ -204,14 +207,16 @@ def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
     return a.reshape(*a.shape, *([1] * (4 - a.dim()))) if a.dim() else a
 
 
-def _use_materialized(path: PathKind, P: Transition, query: Tensor, key: Tensor) -> bool:
+def _use_materialized(path: PathKind, P: Transition, query: Tensor, key: Tensor, value: Tensor) -> bool:
     if path != "auto":
         return path == "materialized"
     if not isinstance(P, SoftmaxTransition) or isinstance(P, TopKSoftmaxTransition):
         return False
     B, H, N = key.shape[0], key.shape[1], key.shape[-2]
-    P_bytes = B * H * N * N * key.element_size()
-    return N <= MATERIALIZE_MAX_KEYS and P_bytes <= MATERIALIZE_MAX_BYTES
+    if B * H * N * N * key.element_size() > MATERIALIZE_MAX_BYTES:
+        return False
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    return N <= (MATERIALIZE_MAX_KEYS_TRAINING if training else MATERIALIZE_MAX_KEYS_INFERENCE)
 
 
 def _check_inputs(query, key, value, transition, iteration, steps, topk, temperature, graph, path):
