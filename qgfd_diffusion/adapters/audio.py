@@ -1,0 +1,194 @@
+"""Audio adapter: waveforms -> frozen Wav2Vec2 (or any transformers audio encoder) frame latents.
+
+Dimension legend: B batch, T samples, F frames, S hop (samples per frame, the product of the
+encoder's convolution strides), D encoder width, C latent channels.
+
+Audio batches: a tensor [B,T] or [T]; a list of 1-D tensors / arrays (any lengths) or of file
+paths (read with soundfile); or ``{"waveforms": ..., "sampling_rate": int}``. Inputs are mixed
+to mono and resampled to the encoder's rate with torchaudio (imported lazily). The latent mask
+marks the frames computed from real (not padded) samples; layout ``sequence``.
+
+Decoding is a per-frame MLP z [C] -> S samples, fitted by MSE against the waveform with
+``fit_decoder``. Be honest about it: it regresses each frame's samples independently, so it
+keeps loudness and coarse spectral shape but blurs phase; it is a smoke-test / inspection
+decoder, not a vocoder. Decoded audio is at the encoder's sampling rate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..latents import LatentBatch, LatentLayout
+from .base import (
+    EncoderAdapterConfig,
+    PretrainedEncoderAdapter,
+    check_file,
+    mlp_head,
+    register_adapter,
+)
+
+AudioBatch = Tensor | Sequence[Any] | Mapping[str, Any]
+_AUDIO_KEYS = ("waveforms", "sampling_rate")
+_MODEL_INPUT_KEYS = ("input_values", "input_features")
+
+
+def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
+    """Read an audio file with soundfile -> (mono waveform [T] float32, sampling rate)."""
+    import soundfile
+
+    data, rate = soundfile.read(
+        str(check_file(path, "audio file")), dtype="float32", always_2d=True
+    )
+    return torch.from_numpy(data).mean(dim=1), int(rate)  # [T, channels] -> [T]
+
+
+def save_audio(path: str | os.PathLike, waveform: Tensor, sampling_rate: int) -> Path:
+    """Write a mono waveform [T] with soundfile (format from the suffix, e.g. .wav)."""
+    import soundfile
+
+    path = Path(path)
+    soundfile.write(str(path), waveform.detach().cpu().float().reshape(-1).numpy(), sampling_rate)
+    return path
+
+
+def resample(waveform: Tensor, orig_rate: int, new_rate: int) -> Tensor:
+    """Resample [..., T] from ``orig_rate`` to ``new_rate`` (torchaudio, imported lazily)."""
+    if orig_rate == new_rate:
+        return waveform
+    from torchaudio.functional import resample as torchaudio_resample
+
+    return torchaudio_resample(waveform, orig_rate, new_rate)
+
+
+@dataclass(kw_only=True)
+class AudioAdapterConfig(EncoderAdapterConfig):
+    """sampling_rate: rate of in-memory inputs (None: already at the encoder's rate; files
+    carry their own); decoder_hidden: width of the frame-to-waveform head."""
+
+    sampling_rate: int | None = None
+    decoder_hidden: int = 256
+
+
+@register_adapter("audio")
+class AudioAdapter(PretrainedEncoderAdapter):
+    """Frame features of a frozen audio encoder; an optional frame-to-waveform head."""
+
+    config_class = AudioAdapterConfig
+
+    def __init__(self, config: AudioAdapterConfig):
+        super().__init__(config)
+        self.encoder_rate = int(getattr(self.processor, "sampling_rate", 0) or 16000)
+        strides = getattr(self.pretrained.config, "conv_stride", None)
+        self.hop = math.prod(strides) if strides else None  # S
+        if self.hop is not None:
+            self.decoder_head = mlp_head(self.latent_dim, config.decoder_hidden, self.hop)
+
+    def _load_pretrained(self, source: str) -> tuple[nn.Module, Any]:
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        model = AutoModel.from_pretrained(source, use_safetensors=True)
+        return model, AutoFeatureExtractor.from_pretrained(source)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def waveforms(self, batch: AudioBatch) -> list[Tensor]:
+        """Any audio batch -> list of mono waveforms [T] at the encoder's rate."""
+        rate = self.config.sampling_rate or self.encoder_rate
+        if isinstance(batch, Mapping):
+            unknown = sorted(set(batch) - set(_AUDIO_KEYS))
+            if unknown or "waveforms" not in batch:
+                raise ValueError(
+                    f"an audio batch dict needs 'waveforms' (and optionally "
+                    f"'sampling_rate'); got keys {sorted(batch)}"
+                )
+            batch, rate = batch["waveforms"], int(batch.get("sampling_rate", rate))
+        if isinstance(batch, Tensor):
+            batch = list(batch.reshape(-1, batch.shape[-1]))  # [T] or [B,T] -> B x [T]
+        if isinstance(batch, (str, os.PathLike)):
+            batch = [batch]
+        if not len(batch):
+            raise ValueError("an audio batch must be a tensor, a file path or a non-empty list")
+        waves = [self._one_waveform(item, rate) for item in batch]
+        return [w.to(self.device) for w in waves]
+
+    def _one_waveform(self, item: Any, rate: int) -> Tensor:
+        if isinstance(item, (str, os.PathLike)):
+            item, rate = load_audio(item)
+        wave = torch.as_tensor(np.asarray(item) if not isinstance(item, Tensor) else item).float()
+        if wave.ndim != 1 or wave.numel() == 0:
+            raise ValueError(
+                f"each waveform must be 1-D and non-empty, got shape {tuple(wave.shape)}"
+            )
+        return resample(wave.cpu(), rate, self.encoder_rate)
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    def _features(self, waves: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Waveforms -> z [B,F,C] and frame mask [B,F]."""
+        inputs = self.processor(
+            [w.cpu().numpy() for w in waves],
+            sampling_rate=self.encoder_rate,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        kwargs = {k: inputs[k].to(self.device) for k in _MODEL_INPUT_KEYS if k in inputs}
+        if getattr(self.processor, "return_attention_mask", False):
+            kwargs["attention_mask"] = inputs["attention_mask"].to(self.device)
+        h = self.pretrained(**kwargs).last_hidden_state  # [B,F,D]
+        lengths = torch.tensor([w.numel() for w in waves], device=self.device)
+        if hasattr(self.pretrained, "_get_feat_extract_output_lengths"):
+            frames = self.pretrained._get_feat_extract_output_lengths(lengths)  # [B]
+        else:
+            frames = torch.full_like(lengths, h.shape[1])
+        mask = torch.arange(h.shape[1], device=self.device)[None, :] < frames[:, None]  # [B,F]
+        return self.project(h), mask
+
+    @torch.no_grad()
+    def encode_features(self, batch: AudioBatch) -> LatentBatch:
+        z, mask = self._features(self.waveforms(batch))
+        return LatentBatch(latents=z, layout=LatentLayout("sequence", (z.shape[1],)), mask=mask)
+
+    # -- frame-to-waveform head ---------------------------------------------------------------
+
+    @property
+    def can_decode(self) -> bool:
+        return self.decoder_head is not None and bool(self.decoder_fitted)
+
+    def _no_decoder_reason(self) -> str:
+        return (
+            f"{type(self.pretrained).__name__} has no conv_stride, so the frame hop is "
+            "unknown and this audio adapter cannot decode"
+        )
+
+    def _samples(self, z: Tensor) -> Tensor:
+        return rearrange(self.decoder_head(z), "b f s -> b (f s)")  # [B, F*S]
+
+    def decode_features(self, z: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """z [B,F,C] -> one waveform [F_real*S] per row, at ``self.encoder_rate``."""
+        samples = self._samples(z)
+        frames = [z.shape[1]] * z.shape[0] if mask is None else mask.sum(1).tolist()
+        return [row[: n * self.hop] for row, n in zip(samples, frames, strict=True)]
+
+    def _decoder_example(self, batch: AudioBatch) -> tuple[Tensor, Tensor, Tensor]:
+        waves = self.waveforms(batch)
+        z, mask = self._features(waves)
+        total = z.shape[1] * self.hop  # F*S samples covered by the frames
+        target = torch.stack([F.pad(w[:total], (0, max(0, total - w.numel()))) for w in waves])
+        return z, mask, target  # target [B, F*S]
+
+    def _decoder_loss(self, example: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        z, mask, target = example
+        sample_mask = mask.repeat_interleave(self.hop, dim=1)  # [B,F] -> [B, F*S]
+        return F.mse_loss(self._samples(z)[sample_mask], target[sample_mask])

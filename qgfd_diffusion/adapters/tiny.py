@@ -1,0 +1,179 @@
+"""Tiny random encoders saved to a local folder, for offline tests and quick starts.
+
+Each builder writes a transformers model (``save_pretrained``, safetensors) plus its tokenizer /
+image processor / feature extractor, in milliseconds, so adapters load them exactly like a hub
+checkpoint: ``from_pretrained(folder, use_safetensors=True)``. Weights are random (seeded): the
+features are meaningless but have the right shapes, masks and plumbing.
+
+Dimension legend: D model width (``TINY_WIDTH``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TINY_WIDTH = 32
+TINY_HEADS = 2
+TINY_FFN = 64
+TINY_IMAGE_SIZE = 16
+TINY_PATCH = 4
+TINY_SAMPLING_RATE = 16000
+
+DEFAULT_TEXTS = (
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "query graph flow diffusion",
+    "diffusion models denoise latent tokens",
+    "the quick brown fox jumps over the lazy dog",
+    "hello world",
+)
+
+
+def build_word_tokenizer(texts: Sequence[str], specials: dict[str, str], template: str) -> Any:
+    """A lower-case whitespace WordLevel tokenizer trained on ``texts``, as a fast tokenizer.
+
+    specials: {role: token}, e.g. {"pad_token": "<pad>", ...}; ids 0.. in this order, so the
+              first one (padding) gets id 0. One role must be ``unk_token``.
+    template: post-processing of a single sequence, e.g. ``"$A </s>"``.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token=specials["unk_token"]))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=list(specials.values()))
+    tokenizer.train_from_iterator(list(texts), trainer)
+    used = [token for token in specials.values() if token in template.split()]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(token, tokenizer.token_to_id(token)) for token in used]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
+
+
+def _t5(out_dir: Path, texts: Sequence[str], encoder_only: bool) -> None:
+    from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration
+
+    specials = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    tokenizer = build_word_tokenizer(texts, specials, "$A </s>")
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=TINY_WIDTH,
+        d_kv=TINY_WIDTH // TINY_HEADS,
+        d_ff=TINY_FFN,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=TINY_HEADS,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    model_cls = T5EncoderModel if encoder_only else T5ForConditionalGeneration
+    model_cls(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _bert(out_dir: Path, texts: Sequence[str]) -> None:
+    from transformers import BertConfig, BertModel
+
+    specials = {
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+    }
+    tokenizer = build_word_tokenizer(texts, specials, "[CLS] $A [SEP]")
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_WIDTH,
+        num_hidden_layers=1,
+        num_attention_heads=TINY_HEADS,
+        intermediate_size=TINY_FFN,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+    )
+    BertModel(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _vit(out_dir: Path) -> None:
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(
+        image_size=TINY_IMAGE_SIZE,
+        patch_size=TINY_PATCH,
+        hidden_size=TINY_WIDTH,
+        num_hidden_layers=1,
+        num_attention_heads=TINY_HEADS,
+        intermediate_size=TINY_FFN,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    ViTModel(config).save_pretrained(out_dir)
+    ViTImageProcessor(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}).save_pretrained(
+        out_dir
+    )
+
+
+def _wav2vec2(out_dir: Path) -> None:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=TINY_WIDTH,
+        num_hidden_layers=1,
+        num_attention_heads=TINY_HEADS,
+        intermediate_size=TINY_FFN,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        mask_time_prob=0.0,
+    )
+    Wav2Vec2Model(config).save_pretrained(out_dir)
+    Wav2Vec2FeatureExtractor(
+        sampling_rate=TINY_SAMPLING_RATE, return_attention_mask=True, do_normalize=True
+    ).save_pretrained(out_dir)
+
+
+_BUILDERS: dict[str, Callable[[Path, Sequence[str]], None]] = {
+    "t5": lambda out, texts: _t5(out, texts, encoder_only=False),
+    "t5_encoder": lambda out, texts: _t5(out, texts, encoder_only=True),
+    "bert": _bert,
+    "vit": lambda out, texts: _vit(out),
+    "wav2vec2": lambda out, texts: _wav2vec2(out),
+}
+TINY_ENCODERS = tuple(_BUILDERS)
+
+
+def build_tiny_encoder(
+    kind: str, out_dir: str | os.PathLike, seed: int = 0, texts: Sequence[str] | None = None
+) -> Path:
+    """Build a tiny random ``kind`` encoder (+ processor) into ``out_dir``; returns the folder.
+
+    kind: ``t5`` (T5ForConditionalGeneration, so it has a decoder), ``t5_encoder``, ``bert``,
+    ``vit``, ``wav2vec2``. texts: the tokenizer's training text (text kinds; default
+    ``DEFAULT_TEXTS``).
+    """
+    if kind not in _BUILDERS:
+        raise ValueError(f"unknown tiny encoder kind {kind!r}; allowed: {list(TINY_ENCODERS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, global RNG left untouched
+        torch.manual_seed(seed)
+        _BUILDERS[kind](out_dir, tuple(texts) if texts is not None else DEFAULT_TEXTS)
+    return out_dir

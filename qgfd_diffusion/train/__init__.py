@@ -1,0 +1,1 @@
+"""Training: run configs, data sources, the accelerate trainer, checkpoints and EMA."""
