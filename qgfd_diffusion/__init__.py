@@ -1,5 +1,11 @@
-"""qgfd-diffusion: multimodal latent diffusion with QGFD attention."""
+"""qgfd-diffusion: multimodal latent diffusion with QGFD attention.
 
+The public API, re-exported; the transformers integration (``wrap_model_with_qgfd`` and
+friends) loads transformers on first use only.
+"""
+
+from . import attention
+from .adapters import ADAPTERS, ModalityAdapter, build_tiny_encoder, get_adapter_class, load_adapter
 from .attention import (
     MultiheadAttention,
     QGFDLayer,
@@ -10,17 +16,72 @@ from .attention import (
     transition_from_networkx,
 )
 from .latents import LatentBatch, LatentLayout
+from .models import (
+    DIFFUSION_PRESETS,
+    AudioQGFDDiffusionModel,
+    DiffusionConfig,
+    ImageQGFDDiffusionModel,
+    QGFDDiffusionBackbone,
+    SharedQGFDDiffusionModel,
+    TabularQGFDDiffusionModel,
+    TextQGFDDiffusionModel,
+    VideoQGFDDiffusionModel,
+    create_qgfd_diffusion_model,
+)
+from .sample import SAMPLING_SCHEDULERS, make_scheduler, sample_latents
+from .schedules import (
+    DDPMBetaSchedule,
+    diffusion_loss,
+    make_training_scheduler,
+    min_snr_weights,
+    predict_x0,
+    q_sample,
+    training_target,
+)
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    if name in attention._HF_NAMES:
+        return getattr(attention, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    *attention._HF_NAMES,
+    "ADAPTERS",
+    "DIFFUSION_PRESETS",
+    "SAMPLING_SCHEDULERS",
+    "AudioQGFDDiffusionModel",
+    "DDPMBetaSchedule",
+    "DiffusionConfig",
+    "ImageQGFDDiffusionModel",
     "LatentBatch",
     "LatentLayout",
+    "ModalityAdapter",
     "MultiheadAttention",
+    "QGFDDiffusionBackbone",
     "QGFDLayer",
     "QGFDMultiheadAttention",
+    "SharedQGFDDiffusionModel",
+    "TabularQGFDDiffusionModel",
+    "TextQGFDDiffusionModel",
+    "VideoQGFDDiffusionModel",
+    "build_tiny_encoder",
+    "create_qgfd_diffusion_model",
+    "diffusion_loss",
+    "get_adapter_class",
+    "load_adapter",
     "make_attention",
+    "make_scheduler",
+    "make_training_scheduler",
+    "min_snr_weights",
+    "predict_x0",
+    "q_sample",
     "qgfd_attention",
+    "sample_latents",
     "set_qgfd_step",
+    "training_target",
     "transition_from_networkx",
 ]

@@ -302,6 +302,23 @@ class ModalityAdapter(nn.Module, ABC):
         features.latents = x0
         return features
 
+    # -- conditioning ---------------------------------------------------------------------------
+
+    @property
+    def condition_dim(self) -> int | None:
+        """Width Dc of this adapter's condition tokens; None when it takes no condition.
+
+        By default the condition is a class label (``num_classes`` > 0 in the config).
+        """
+        return getattr(self.config, "num_classes", 0) or None
+
+    def encode_condition(self, condition: Any) -> tuple[Tensor, Tensor]:
+        """A raw condition (here: class labels [B]) -> tokens [B, Lc, Dc] and mask [B, Lc]."""
+        if self.condition_dim is None:
+            raise ValueError(f"the {self.name!r} adapter takes no condition (num_classes=0)")
+        tokens, mask = label_condition(condition, self.condition_dim)
+        return tokens.to(self.device), mask.to(self.device)
+
     @property
     def can_decode(self) -> bool:
         """True when ``decode`` works now (exact inverse, pretrained decoder or fitted head)."""

@@ -136,11 +136,28 @@ class TextAdapter(PretrainedEncoderAdapter):
             truncation=True,
             max_length=self.config.max_length,
             return_tensors="pt",
-        ).to(self.device)
+        )
+        return self._token_features(tokens["input_ids"], tokens["attention_mask"])
+
+    def _token_features(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Token ids [B,L] and mask [B,L] -> z [B,L,C], mask [B,L] bool, ids [B,L]."""
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         h = self._text_encoder()(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state  # [B,L,D]
-        return self.project(h), tokens["attention_mask"].bool(), tokens["input_ids"]
+        return self.project(h), attention_mask.bool(), input_ids
+
+    @torch.no_grad()
+    def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> LatentBatch:
+        """Already tokenized text (the tokenizer's ``input_ids`` / ``attention_mask``) -> latents."""
+        z, mask, _ = self._token_features(input_ids, attention_mask)
+        x0 = self.normalise(z).masked_fill(~mask[..., None], 0.0)  # padded tokens at 0, as encode
+        return LatentBatch(latents=x0, layout=LatentLayout("sequence", (z.shape[1],)), mask=mask)
+
+    @property
+    def condition_dim(self) -> int:
+        """Prompts are encoded like texts: condition tokens have the latent width C."""
+        return self.latent_dim
 
     @torch.no_grad()
     def encode_condition(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ TINY_FFN = 64
 TINY_IMAGE_SIZE = 16
 TINY_PATCH = 4
 TINY_SAMPLING_RATE = 16000
+T5_VOCAB_SIZE = 2000  # upper bound; small corpora give fewer pieces
 
 DEFAULT_TEXTS = (
     "the cat sat on the mat",
@@ -56,11 +57,29 @@ def build_word_tokenizer(texts: Sequence[str], specials: dict[str, str], templat
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
 
 
+def build_t5_tokenizer(texts: Sequence[str], vocab_size: int = T5_VOCAB_SIZE) -> Any:
+    """A real ``T5Tokenizer`` (SentencePiece-style Unigram over Metaspace pieces) trained on
+    ``texts``, with T5's ids: <pad> 0, </s> 1, <unk> 2; no extra_ids. Loads with
+    ``T5Tokenizer.from_pretrained`` and ``AutoTokenizer.from_pretrained`` like t5-small's."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import T5Tokenizer
+
+    unigram = Tokenizer(models.Unigram())
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
+    )
+    unigram.train_from_iterator(list(texts), trainer)
+    pieces = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
 def _t5(out_dir: Path, texts: Sequence[str], encoder_only: bool) -> None:
     from transformers import T5Config, T5EncoderModel, T5ForConditionalGeneration
 
-    specials = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
-    tokenizer = build_word_tokenizer(texts, specials, "$A </s>")
+    tokenizer = build_t5_tokenizer(texts)
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=TINY_WIDTH,

@@ -18,6 +18,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,13 @@ def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise ValueError(f"corrupt checkpoint skeleton entry: {str(skeleton)[:80]}")
 
 
-def save_checkpoint(checkpoints_dir: Path, step: int, parts: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``parts`` ({name: nested state}) atomically as ``step-XXXXXXXX``; keep the last ``keep``."""
+def save_checkpoint(checkpoints_dir: Path, step: int, parts: dict[str, Any], keep: int = 2,
+                    folders: dict[str, Callable[[Path], Any]] | None = None) -> Path:
+    """Write ``parts`` ({name: nested state}) atomically as ``step-XXXXXXXX``; keep the last ``keep``.
+
+    folders: {subfolder: writer(path)} for objects that save themselves (e.g. adapters'
+    ``save_pretrained``); they are written inside the temporary folder too.
+    """
     checkpoints_dir = Path(checkpoints_dir)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / f"step-{step:08d}"
@@ -80,6 +86,8 @@ def save_checkpoint(checkpoints_dir: Path, step: int, parts: dict[str, Any], kee
     tmp.mkdir()
     for name, state in parts.items():
         save_part(tmp, name, state)
+    for name, write in (folders or {}).items():
+        write(tmp / name)
     _fsync_dir(tmp)
     if final.exists():  # an incomplete leftover of the same step (complete ones are never redone)
         shutil.rmtree(final)

@@ -333,18 +333,20 @@ def collate_text(examples: list[dict[str, Any]]) -> list[str]:
 
 
 def collate_image(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """-> {"pixel_values": float32 [B, C, H, W], "labels": int64 [B]}."""
+    """-> {"images": float32 [B, C, H, W] in [0, 1], "labels": int64 [B]} (the image adapters'
+    batch keys; label -1 = unlabelled)."""
     pixels = np.stack([np.asarray(example["image"], dtype=np.float32) for example in examples])
     labels = [int(example.get("label", NO_LABEL)) for example in examples]
-    return {"pixel_values": torch.from_numpy(pixels), "labels": torch.tensor(labels)}
+    return {"images": torch.from_numpy(pixels), "labels": torch.tensor(labels)}
 
 
 def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """-> {"audio": list of float32 [T] arrays (lengths may differ), "sampling_rate": int}."""
+    """-> {"waveforms": list of float32 [T] arrays (lengths may differ), "sampling_rate": int}
+    (the audio adapter's batch keys)."""
     rates = {int(example["sampling_rate"]) for example in examples}
     if len(rates) != 1:
         raise ValueError(f"one batch mixes sampling rates {sorted(rates)}; resample first")
-    return {"audio": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
+    return {"waveforms": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
             "sampling_rate": rates.pop()}
 
 

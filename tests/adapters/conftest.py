@@ -1,32 +1,9 @@
-"""Shared fixtures: tiny random encoders saved once per session to a temporary folder."""
+"""Adapter test helpers (the tiny encoders fixture ``tiny_dir`` lives in tests/conftest.py)."""
 
 import pytest
 import torch
 
-from qgfd_diffusion.adapters import build_tiny_encoder
 from qgfd_diffusion.adapters.tiny import DEFAULT_TEXTS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads; one keeps these tests fast on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """tiny_dir(kind) -> folder of a tiny encoder of that kind (built once)."""
-    built = {}
-
-    def get(kind: str):
-        if kind not in built:
-            built[kind] = build_tiny_encoder(kind, tmp_path_factory.mktemp(kind), seed=0)
-        return built[kind]
-
-    return get
 
 
 @pytest.fixture()

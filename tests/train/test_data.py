@@ -162,8 +162,8 @@ def test_imagefolder_is_decoded_to_chw(tmp_path):
         Image.fromarray(np.full((5, 6, 3), 255, np.uint8)).save(tmp_path / label / "a.png")
     dataset = load_dataset_source("files", files=[str(tmp_path)], format="imagefolder")
     batch = next(iter(make_dataloader(dataset, "image", batch_size=2, seed=0)))
-    assert batch["pixel_values"].shape == (2, 3, 5, 6)
-    assert torch.all(batch["pixel_values"] == 1.0)
+    assert batch["images"].shape == (2, 3, 5, 6)
+    assert torch.all(batch["images"] == 1.0)
     assert sorted(batch["labels"].tolist()) == [0, 1]
 
 
@@ -245,15 +245,15 @@ def test_collate_types_and_shapes(name, modality):
     loader = make_dataloader(bundled(name, max_items=16), modality, batch_size=4, seed=0)
     batch = next(iter(loader))
     if modality == "image":
-        assert batch["pixel_values"].dtype == torch.float32
-        assert batch["pixel_values"].shape == (4, 1, 8, 8)
+        assert batch["images"].dtype == torch.float32
+        assert batch["images"].shape == (4, 1, 8, 8)
         assert batch["labels"].dtype == torch.int64 and batch["labels"].shape == (4,)
     elif modality == "text":
         assert isinstance(batch, list) and len(batch) == 4
         assert all(isinstance(text, str) for text in batch)
     elif modality == "audio":
-        assert batch["sampling_rate"] == 16_000 and len(batch["audio"]) == 4
-        assert all(a.dtype == np.float32 and a.ndim == 1 for a in batch["audio"])
+        assert batch["sampling_rate"] == 16_000 and len(batch["waveforms"]) == 4
+        assert all(a.dtype == np.float32 and a.ndim == 1 for a in batch["waveforms"])
     elif modality == "video":
         assert batch.dtype == torch.float32 and batch.shape == (4, 8, 3, 32, 32)
     else:

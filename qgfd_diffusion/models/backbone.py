@@ -1,0 +1,230 @@
+"""``QGFDDiffusionBackbone``: the shared DiT-style denoiser (epsilon / v / x0 predictor).
+
+Dimension legend: B batch, L latent tokens, C latent channels, D model width, H heads,
+Lc condition tokens, Dc condition width.
+
+    x_t [B, L, C] -> Linear -> + fixed positional embedding (from the layout)
+                  -> + modality embedding -> N x DiTBlock(adaLN-Zero) -> final adaLN + Linear
+                  -> prediction [B, L, C]
+    c [B, D] = MLP(sinusoid(t)) + Linear(masked mean of the condition tokens)
+
+Classifier-free guidance (Ho & Salimans 2022): a learned null condition (one token) replaces the
+condition of a sample when it is dropped (probability ``cond_dropout_prob`` in training, or forced
+per sample with ``force_drop_cond``), and stands in when no condition is given at all.
+
+The network never sees betas: the schedule lives in ``qgfd_diffusion.schedules``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import fields
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor, nn
+
+from ..latents import LatentLayout
+from .blocks import DiTBlock, FinalLayer
+from .config import DiffusionConfig
+from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
+
+EMBEDDING_INIT_STD = 0.02  # DiT's normal init of the timestep MLP and learned embeddings
+
+
+def _signature_from(config_class):
+    """Give ``__init__(self, **config)`` the dataclass fields as its keyword signature.
+
+    diffusers' ``register_to_config`` and ``from_pretrained`` read the init signature to know the
+    config keys; deriving it from ``DiffusionConfig`` keeps the field list in one place.
+    """
+
+    def decorate(init):
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                              annotation=f.type)
+            for f in fields(config_class)
+        ]
+        init.__signature__ = inspect.Signature(params)
+        return init
+
+    return decorate
+
+
+def _accepts_config_object(init):
+    """Also accept seed 001's ``QGFDDiffusionBackbone(cfg)`` with a ``DiffusionConfig``.
+
+    The keyword signature stays the one diffusers reads (``__wrapped__``); keywords given next
+    to ``cfg`` override its fields.
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, cfg: DiffusionConfig | None = None, /, **config):
+        if cfg is not None:
+            if not isinstance(cfg, DiffusionConfig):
+                raise TypeError(f"expected a DiffusionConfig or keyword fields, got {type(cfg).__name__}")
+            config = {**cfg.to_dict(), **config}
+        init(self, **config)
+
+    return wrapper
+
+
+class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
+    """The denoiser eps_theta(x_t, t, cond) / v_theta / x0_theta shared by all modalities.
+
+    Built from the ``DiffusionConfig`` fields as keyword arguments (``QGFDDiffusionBackbone(
+    d_model=64, ...)``) or from a config (``from_diffusion_config(cfg)``); ``save_pretrained`` /
+    ``from_pretrained`` store the config as JSON and the weights as safetensors.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @_accepts_config_object
+    @register_to_config
+    @_signature_from(DiffusionConfig)
+    def __init__(self, **config):
+        super().__init__()
+        cfg = DiffusionConfig(**config)
+        self._diffusion_config = cfg
+        D = cfg.d_model
+        self.x_embedder = nn.Linear(cfg.latent_dim, D)
+        self.t_embedder = TimestepEmbedder(D)
+        self.modality_embedder = ModalityEmbedding(cfg.num_modalities, D)
+        self.cond_pool = self.null_cond = None
+        if cfg.cond_dim is not None:
+            self.cond_pool = nn.Linear(cfg.cond_dim, D)
+            self.null_cond = nn.Parameter(torch.zeros(1, 1, cfg.cond_dim))  # [1, 1, Dc]
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.num_layers))
+        self.final_layer = FinalLayer(D, cfg.latent_dim)
+        self.gradient_checkpointing = False
+        self._init_weights()
+        if cfg.gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    @classmethod
+    def from_diffusion_config(cls, cfg: DiffusionConfig) -> QGFDDiffusionBackbone:
+        return cls(**cfg.to_dict())
+
+    @property
+    def diffusion_config(self) -> DiffusionConfig:
+        return self._diffusion_config
+
+    def _init_weights(self) -> None:
+        """DiT init: xavier-uniform linears, N(0, 0.02) embeddings; adaLN and output stay zero."""
+        trunk = [self.x_embedder, self.cond_pool]
+        trunk += [m for b in self.blocks for m in (b.self_attn, b.cross_attn, b.mlp)]
+        for module in filter(None, trunk):
+            for linear in filter(lambda m: isinstance(m, nn.Linear), module.modules()):
+                nn.init.xavier_uniform_(linear.weight)
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
+        for linear in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
+            nn.init.normal_(linear.weight, std=EMBEDDING_INIT_STD)
+        nn.init.normal_(self.modality_embedder.table.weight, std=EMBEDDING_INIT_STD)
+        if self.null_cond is not None:
+            nn.init.normal_(self.null_cond, std=EMBEDDING_INIT_STD)
+
+    def forward(
+        self,
+        x_t: Tensor,
+        t: Tensor | float,
+        cond_tokens: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        *,
+        layout: LatentLayout | None = None,
+        latent_mask: Tensor | None = None,
+        modality: int | Tensor = 0,
+        force_drop_cond: bool | Tensor | None = None,
+    ) -> Tensor:
+        """Predict epsilon / v / x0 (``prediction_type``) for x_t [B, L, C] at timesteps t.
+
+        t: [B], a 0-d tensor or a number (integer or continuous timesteps).
+        cond_tokens / cond_mask: [B, Lc, Dc] / [B, Lc] bool (True = real); needs ``cond_dim``.
+        layout: how the L tokens are arranged (default: a sequence of length L).
+        latent_mask: [B, L] bool, True = real token; padded tokens are never attended to.
+        modality: modality id, an int or [B] long.
+        force_drop_cond: bool or [B] bool: replace the condition by the null condition exactly
+            there (no random dropout then); None: random dropout with ``cond_dropout_prob`` in
+            training mode, none in eval mode.
+        Returns the prediction [B, L, C].
+        """
+        B, L, _ = x_t.shape
+        layout = LatentLayout("sequence", (L,)) if layout is None else layout
+        c = self.t_embedder(_batch_timesteps(t, B, x_t.device))  # [B, D]
+        cond_tokens, cond_mask = self._condition(cond_tokens, cond_mask, B, force_drop_cond, x_t)
+        if cond_tokens is not None:
+            c = c + self.cond_pool(_masked_mean(cond_tokens, cond_mask))
+        h = self.x_embedder(x_t)  # [B, L, D]
+        h = h + positional_embedding(layout, L, h.shape[-1], device=h.device, dtype=h.dtype)
+        h = h + self.modality_embedder(modality, h.device)
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                h = self._gradient_checkpointing_func(block, h, c, latent_mask, cond_tokens,
+                                                      cond_mask)
+            else:
+                h = block(h, c, latent_mask, cond_tokens, cond_mask)
+        return self.final_layer(h, c)
+
+    def _condition(self, cond_tokens: Tensor | None, cond_mask: Tensor | None, batch: int,
+                   force_drop: bool | Tensor | None, x_t: Tensor) -> tuple[Tensor | None, ...]:
+        """Condition tokens [B, Lc, Dc] and mask [B, Lc] after classifier-free-guidance dropout."""
+        if self.null_cond is None:
+            if cond_tokens is not None:
+                raise ValueError("cond_tokens given, but the backbone was built with cond_dim=None "
+                                 "(no cross-attention)")
+            return None, None
+        null = self.null_cond.to(x_t.dtype).expand(batch, 1, -1)  # [B, 1, Dc]
+        null_mask = torch.ones(batch, 1, dtype=torch.bool, device=x_t.device)
+        if cond_tokens is None:  # unconditional: the null condition for every sample
+            return null, null_mask
+        _check_condition(cond_tokens, cond_mask, batch, self._diffusion_config.cond_dim)
+        if cond_mask is None:
+            cond_mask = torch.ones(cond_tokens.shape[:2], dtype=torch.bool, device=x_t.device)
+        drop = self._drop_mask(force_drop, batch, x_t.device)
+        if drop is None:
+            return cond_tokens, cond_mask.bool()
+        # A dropped sample sees the null token in slot 0 and padding after it.
+        null_tokens = nn.functional.pad(null, (0, 0, 0, cond_tokens.shape[1] - 1))  # [B, Lc, Dc]
+        first_only = torch.zeros_like(cond_mask, dtype=torch.bool)
+        first_only[:, 0] = True
+        cond_tokens = torch.where(drop[:, None, None], null_tokens, cond_tokens)
+        cond_mask = torch.where(drop[:, None], first_only, cond_mask.bool())
+        return cond_tokens, cond_mask
+
+    def _drop_mask(self, force_drop: bool | Tensor | None, batch: int,
+                   device: torch.device) -> Tensor | None:
+        """[B] bool: which samples get the null condition (None: none of them)."""
+        if force_drop is not None:
+            return torch.as_tensor(force_drop, dtype=torch.bool, device=device).expand(batch)
+        p = self._diffusion_config.cond_dropout_prob
+        if self.training and p > 0:
+            return torch.rand(batch, device=device) < p
+        return None
+
+
+def _batch_timesteps(t: Tensor | float, batch: int, device: torch.device) -> Tensor:
+    """t as a [B] tensor on ``device`` (a number or 0-d tensor is broadcast)."""
+    t = torch.as_tensor(t, device=device)
+    if t.dim() == 0:
+        return t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"t must be a number, a 0-d tensor or [B={batch}], got {tuple(t.shape)}")
+    return t
+
+
+def _masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
+    """tokens [B, Lc, Dc], mask [B, Lc] bool -> mean over the real tokens [B, Dc]."""
+    weights = mask.to(tokens.dtype)[..., None]  # [B, Lc, 1]
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def _check_condition(tokens: Tensor, mask: Tensor | None, batch: int, width: int) -> None:
+    if tokens.dim() != 3 or tokens.shape[0] != batch or tokens.shape[-1] != width:
+        raise ValueError(f"cond_tokens must be [B={batch}, Lc, Dc={width}], "
+                         f"got {tuple(tokens.shape)}")
+    if mask is not None and mask.shape != tokens.shape[:2]:
+        raise ValueError(f"cond_mask must be [B, Lc] = {tuple(tokens.shape[:2])}, "
+                         f"got {tuple(mask.shape)}")

@@ -1,0 +1,135 @@
+"""Sampling latents with any diffusers scheduler, with classifier-free guidance.
+
+Dimension legend: B batch, L latent tokens, C latent channels, Lc condition tokens,
+Dc condition width.
+
+One loop serves every scheduler (DDIM by default, Song et al. 2021; its eq. 12 with eta is
+``DDIMScheduler.step``): scale the initial noise by ``init_noise_sigma``, and at each timestep
+t feed ``scale_model_input(x_t, t)`` to the backbone and hand its prediction to
+``scheduler.step``. ``eta`` and ``generator`` go only to schedulers whose ``step`` accepts them.
+
+Classifier-free guidance (Ho & Salimans 2022, eq. 6 with g = 1 + w):
+    pred = pred(x_t, null) + g * (pred(x_t, c) - pred(x_t, null)),
+computed with one batched forward of [unconditional; conditional].
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..latents import LatentLayout
+from .schedulers import make_scheduler
+
+
+def _double(value: Any) -> Any:
+    """[B, ...] -> [2B, ...] (two copies); numbers, 0-d tensors and None pass through."""
+    if isinstance(value, Tensor) and value.dim() > 0:
+        return torch.cat([value, value])
+    return value
+
+
+def classifier_free_guidance(backbone: nn.Module, x_t: Tensor, t: Tensor | float,
+                             guidance_scale: float, cond_tokens: Tensor,
+                             cond_mask: Tensor | None = None, **forward_kwargs) -> Tensor:
+    """Guided prediction from one batched forward: rows [0, B) unconditional (null condition),
+    rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality."""
+    B = x_t.shape[0]
+    batched = {k: _double(v) for k, v in forward_kwargs.items()}
+    drop = torch.arange(2 * B, device=x_t.device) < B  # [2B] True = unconditional
+    prediction = backbone(_double(x_t), _double(t), _double(cond_tokens), _double(cond_mask),
+                          force_drop_cond=drop, **batched)  # [2B, L, C]
+    uncond, cond = prediction.chunk(2)
+    return uncond + guidance_scale * (cond - uncond)
+
+
+def guided_prediction(backbone: nn.Module, x_t: Tensor, t: Tensor | float, *,
+                      guidance_scale: float = 1.0, cond_tokens: Tensor | None = None,
+                      cond_mask: Tensor | None = None, **forward_kwargs) -> Tensor:
+    """The backbone's prediction, guided when there is a condition and ``guidance_scale != 1``.
+
+    A given condition is never dropped at random here (even in training mode).
+    """
+    if cond_tokens is None or guidance_scale == 1.0:
+        drop = None if cond_tokens is None else False
+        return backbone(x_t, t, cond_tokens, cond_mask, force_drop_cond=drop, **forward_kwargs)
+    return classifier_free_guidance(backbone, x_t, t, guidance_scale, cond_tokens, cond_mask,
+                                    **forward_kwargs)
+
+
+def step_kwargs(scheduler: SchedulerMixin, eta: float,
+                generator: torch.Generator | None) -> dict[str, Any]:
+    """``eta`` and ``generator`` for ``scheduler.step``, where its signature accepts them."""
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = eta
+    elif eta != 0.0:
+        warnings.warn(f"{type(scheduler).__name__}.step takes no eta; eta={eta} is ignored",
+                      stacklevel=3)
+    if "generator" in accepted:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def initial_latents(scheduler: SchedulerMixin, shape: tuple[int, ...] | None,
+                    latents: Tensor | None, generator: torch.Generator | None,
+                    device: torch.device, dtype: torch.dtype) -> Tensor:
+    """x_T: given ``latents`` or N(0, I) noise of ``shape``, times ``init_noise_sigma``."""
+    if (shape is None) == (latents is None):
+        raise ValueError("give exactly one of shape= (draws noise) or latents= (the start x_T)")
+    if latents is None:
+        latents = randn_tensor(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if latents.dim() != 3:
+        raise ValueError(f"latents must be [B, L, C], got shape {tuple(latents.shape)}")
+    return latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+
+
+@torch.no_grad()
+def sample_latents(
+    backbone: nn.Module,
+    scheduler: SchedulerMixin | None = None,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    latents: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    num_inference_steps: int = 50,
+    eta: float = 0.0,
+    guidance_scale: float = 1.0,
+    cond_tokens: Tensor | None = None,
+    cond_mask: Tensor | None = None,
+    layout: LatentLayout | None = None,
+    latent_mask: Tensor | None = None,
+    modality: int | Tensor = 0,
+    progress: bool = True,
+) -> Tensor:
+    """Run the reverse process from x_T to x_0 and return latents [B, L, C].
+
+    scheduler: any diffusers scheduler; default DDIM from the backbone's config.
+    shape / latents: [B, L, C] to draw x_T from ``generator``, or x_T itself.
+    eta: DDIM's eta (0 = deterministic, 1 = DDPM-like); passed only where ``step`` takes it.
+    guidance_scale: classifier-free guidance scale g (1 = plain conditional prediction).
+    Device and dtype come from the backbone's parameters; the backbone's train/eval mode is
+    left as it is (call ``eval()`` first to switch dropout off).
+    """
+    parameter = next(backbone.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    scheduler = make_scheduler("ddim", backbone) if scheduler is None else scheduler
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    x = initial_latents(scheduler, shape, latents, generator, device, dtype)
+    kwargs = step_kwargs(scheduler, eta, generator)
+    forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
+    for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress):
+        x_in = scheduler.scale_model_input(x, t)
+        prediction = guided_prediction(backbone, x_in, t, guidance_scale=guidance_scale,
+                                       cond_tokens=cond_tokens, cond_mask=cond_mask,
+                                       **forward_kwargs)
+        x = scheduler.step(prediction, t, x, **kwargs).prev_sample
+    return x
