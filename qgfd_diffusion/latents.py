@@ -79,3 +79,14 @@ class LatentBatch:
             cond_tokens=move(self.cond_tokens),
             cond_mask=move(self.cond_mask),
         )
+
+    def select(self, index: slice | Tensor) -> LatentBatch:
+        """The rows ``index`` of every per-sample tensor (e.g. one process's shard)."""
+        pick = lambda t: None if t is None else t[index]
+        return replace(
+            self,
+            latents=self.latents[index],
+            mask=pick(self.mask),
+            cond_tokens=pick(self.cond_tokens),
+            cond_mask=pick(self.cond_mask),
+        )

@@ -29,6 +29,7 @@ from .data import (
 TINY_PREFIX = "tiny:"
 TOKENIZER_TEXTS = 5000  # texts a tiny tokenizer is trained on
 STATS_BATCHES = 8  # batches the latent statistics are measured on
+FIT_BATCHES = 64  # distinct batches a decoder head is fitted on (then cycled)
 FIT_SEED_OFFSET = 7919  # the fitting loader's seed, apart from the training loader's
 
 
@@ -87,7 +88,9 @@ def fit_adapter(adapter: ModalityAdapter, phase: PhaseConfig, data: PhaseData, s
         torch.manual_seed(seed + FIT_SEED_OFFSET)
         adapter.fit_latent_stats(list(islice(batches, STATS_BATCHES)))
         if adapter.decoder_parameters() and phase.fit_steps > 0:
-            adapter.fit_decoder(batches, steps=phase.fit_steps)
+            # fit_decoder cycles over the batches it is given: a fresh batch per step, up to a cap
+            adapter.fit_decoder(list(islice(batches, min(phase.fit_steps, FIT_BATCHES))),
+                                steps=phase.fit_steps)
 
 
 def raw_for_adapter(adapter: ModalityAdapter, raw: Any) -> Any:

@@ -1,0 +1,47 @@
+"""Offline quality scoring of generated samples against real held-out data.
+
+Pure metric functions (no training of diffusion models here):
+    digits   a small CNN digit classifier: class accuracy of generated digits and the feature
+             space for a Frechet distance (`digit_report` gives both plus the real floor)
+    frechet  Frechet distance between feature sets (FID formula) and its real-vs-real floor
+    tabular  TabDDPM machine-learning efficiency (train on synthetic, test on real)
+    text     interpolated Kneser-Ney n-gram perplexity and distinct-n (`text_report`)
+"""
+
+from .digits import (
+    DigitClassifier,
+    DigitClassifierConfig,
+    DigitTrainingConfig,
+    class_accuracy,
+    digit_report,
+    train_digit_classifier,
+)
+from .frechet import (
+    frechet_distance,
+    frechet_distance_from_statistics,
+    gaussian_statistics,
+    random_halves,
+    real_vs_real_floor,
+)
+from .tabular import CLASSIFIERS, ml_efficiency
+from .text import NgramModel, distinct_n, text_report, tokenize
+
+__all__ = [
+    "CLASSIFIERS",
+    "DigitClassifier",
+    "DigitClassifierConfig",
+    "DigitTrainingConfig",
+    "NgramModel",
+    "class_accuracy",
+    "digit_report",
+    "distinct_n",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "gaussian_statistics",
+    "ml_efficiency",
+    "random_halves",
+    "real_vs_real_floor",
+    "text_report",
+    "tokenize",
+    "train_digit_classifier",
+]

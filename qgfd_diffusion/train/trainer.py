@@ -1,0 +1,378 @@
+"""The training loop: phases on one backbone, on HF accelerate, resumable bit for bit.
+
+Run folder (``output_dir``):
+    config.json          the resolved run config
+    metrics.jsonl        one line per optimiser step: step, phase, loss, lr, grad_norm, ...
+    validation.jsonl     after each phase, the validation loss of every phase so far (forgetting)
+    checkpoints/         complete checkpoints only (see checkpoint.py), the last K kept
+    final/               backbone/, backbone_ema/, adapters/, qgfd_model.json, run_config.json
+    samples/<phase>/     samples of every phase, written at the end
+    tensorboard/         scalars for TensorBoard
+
+Data parallelism: every process reads the same global batch, encodes it with the frozen adapter
+and draws t, eps and the guidance-dropout mask for the whole batch from one seeded generator;
+each process then trains on its own slice. DDP averages the gradients, so N processes match one
+process at the same global batch. ``accelerate launch`` / ``torchrun`` start the processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..attention.kernels import set_qgfd_step
+from ..latents import LatentLayout
+from ..models.multimodal import SharedQGFDDiffusionModel, denoising_loss, draw_training_noise
+from .checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_part,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .config import PhaseConfig, RunConfig, run_config_from_dict
+from .data import infinite_batches, make_dataloader
+from .logs import MetricsLog
+from .phases import PhaseData, build_phase_adapter, load_phase_data, raw_for_adapter
+
+VALIDATION_SEED_OFFSET = 10_000  # validation noise is drawn apart from the training stream
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite losses); nothing non-finite was saved."""
+
+
+@dataclass
+class LoopState:
+    global_step: int = 0
+    phase_index: int = 0
+    phase_step: int = 0
+    nonfinite: int = 0
+
+
+@dataclass
+class PhaseRun:
+    """What one phase trains with: loaders (train and optional replay), optimiser, LR schedule."""
+
+    config: PhaseConfig
+    loader: Any
+    batches: Any
+    optimizer: Any
+    lr_scheduler: Any
+    replay_loader: Any = None
+    replay_batches: Any = None
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, output_dir: str | Path, *, resume: bool = False,
+                 progress: bool = True):
+        self.config, self.out, self.progress = config, Path(output_dir), progress
+        self.accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+        self.checkpoint = self._prepare_output_dir(resume)
+        _seed_everything(config.seed)
+        self.model = SharedQGFDDiffusionModel(config.model)
+        self.backbone = self.accelerator.prepare(self.model.backbone)
+        self.ema = EMAModel(self.model.backbone.parameters(), decay=config.train.ema_decay,
+                            use_ema_warmup=True)
+        self.generator = torch.Generator().manual_seed(config.seed)  # t, eps, guidance dropout
+        self.state = LoopState()
+        self.data: dict[str, PhaseData] = {}
+        self.log = MetricsLog(self.out, enabled=self.is_main, tensorboard=config.train.tensorboard)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    # -- run --------------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        """Train every phase (resuming where the checkpoint left off); returns ``final/``."""
+        resume_parts = self._restore(self.checkpoint) if self.checkpoint else None
+        for index in range(self.state.phase_index, len(self.config.phases)):
+            self._run_phase(index, resume_parts)
+            resume_parts = None
+        final = self._save_final()
+        self.log.close()
+        return final
+
+    def _run_phase(self, index: int, resume_parts: dict | None) -> None:
+        phase = self.config.phases[index]
+        run = self._start_phase(index, resume_parts)
+        bar = tqdm(total=phase.steps, initial=self.state.phase_step, desc=f"phase {phase.name}",
+                   disable=not (self.progress and self.is_main))
+        while self.state.phase_step < phase.steps:
+            name, raw = self._next_batch(run)
+            started = time.perf_counter()
+            result = self._train_step(name, raw, run)
+            if result is None:
+                continue
+            loss, grad_norm, batch_size = result
+            self.state.phase_step += 1
+            self.state.global_step += 1
+            run.lr_scheduler.step()
+            self.ema.step(self.model.backbone.parameters())
+            set_qgfd_step(self.model.backbone, self.state.global_step)
+            elapsed = time.perf_counter() - started
+            self.log.step(step=self.state.global_step, phase=phase.name, batch_phase=name,
+                          loss=loss, lr=run.lr_scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                          nonfinite_skipped=self.state.nonfinite,
+                          samples_per_sec=batch_size / max(elapsed, 1e-9))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if self.state.global_step % self.config.train.checkpoint_every == 0:
+                self._save_checkpoint(run)
+        bar.close()
+        self._validate_all(index)
+        self.state.phase_index, self.state.phase_step = index + 1, 0
+        self._save_checkpoint(None)  # the phase boundary
+
+    def _start_phase(self, index: int, resume_parts: dict | None) -> PhaseRun:
+        phase = self.config.phases[index]
+        if phase.name not in self.model.adapters:
+            adapter = build_phase_adapter(phase, self._phase_data(phase), self.out, self.config.seed + index)
+            self.model.add_modality(phase.name, adapter)
+        loader = self._loader(phase, index)
+        optimizer = torch.optim.AdamW(self.model.backbone.parameters(), lr=phase.lr,
+                                      betas=tuple(self.config.train.adam_betas),
+                                      weight_decay=phase.weight_decay)
+        schedule = "cosine" if self.config.train.lr_schedule == "cosine" else "constant_with_warmup"
+        lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=phase.warmup_steps,
+                                     num_training_steps=phase.steps)
+        run = PhaseRun(phase, loader, None, self.accelerator.prepare(optimizer), lr_scheduler)
+        if phase.replay_phase is not None:
+            replay_index = [p.name for p in self.config.phases].index(phase.replay_phase)
+            run.replay_loader = self._loader(self.config.phases[replay_index], replay_index)
+        if resume_parts is not None:
+            self._restore_phase(run, resume_parts)
+        run.batches = infinite_batches(run.loader)
+        run.replay_batches = run.replay_loader and infinite_batches(run.replay_loader)
+        return run
+
+    def _loader(self, phase: PhaseConfig, index: int):
+        data = self._phase_data(phase)
+        return make_dataloader(data.train, data.modality, phase.batch_size, seed=self.config.seed + index)
+
+    def _phase_data(self, phase: PhaseConfig) -> PhaseData:
+        if phase.name not in self.data:
+            self.data[phase.name] = load_phase_data(phase.data, self.config.seed)
+        return self.data[phase.name]
+
+    def _next_batch(self, run: PhaseRun) -> tuple[str, Any]:
+        """(modality name, raw global batch): the phase's data, or every k-th step a replay batch."""
+        phase = run.config
+        replay_due = phase.replay_every and (self.state.phase_step + 1) % phase.replay_every == 0
+        if run.replay_batches is not None and replay_due:
+            return phase.replay_phase, next(run.replay_batches)
+        return phase.name, next(run.batches)
+
+    # -- one optimiser step -----------------------------------------------------------------
+
+    def _train_step(self, name: str, raw: Any, run: PhaseRun) -> tuple[float, float, int] | None:
+        """Forward, backward, clip, step; None (and nothing updated) when it is not finite."""
+        adapter = self.model.adapters[name]
+        batch = self.model.to_shared(name, adapter.encode(raw_for_adapter(adapter, raw)))
+        x0 = batch.latents  # [B_global, L, C]
+        dropout = run.config.cond_dropout
+        draws = draw_training_noise(
+            self.model.scheduler, tuple(x0.shape), generator=self.generator, device=x0.device,
+            dtype=x0.dtype, has_condition=batch.cond_tokens is not None,
+            cond_dropout=self.config.model.cond_dropout_prob if dropout is None else dropout,
+        )
+        shard = self._shard(x0.shape[0])
+        with self.accelerator.autocast():
+            loss = denoising_loss(self.backbone, self.model.scheduler, batch.select(shard),
+                                  draws.shard(shard), modality=self.model.modality_id(name),
+                                  min_snr_gamma=self.config.train.min_snr_gamma)
+        global_loss = self.accelerator.reduce(loss.detach(), reduction="mean")
+        if not torch.isfinite(global_loss):
+            return self._skip_nonfinite(run, "loss")
+        self.accelerator.backward(loss)
+        clip = self.config.train.grad_clip or math.inf
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.backbone.parameters(), clip)
+        if not torch.isfinite(torch.as_tensor(grad_norm)):
+            return self._skip_nonfinite(run, "gradient")
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return float(global_loss), float(grad_norm), int(x0.shape[0])
+
+    def _shard(self, global_batch: int) -> slice:
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if global_batch % world:
+            raise TrainingError(f"batch_size {global_batch} must be divisible by the {world} processes")
+        size = global_batch // world
+        return slice(rank * size, (rank + 1) * size)
+
+    def _skip_nonfinite(self, run: PhaseRun, what: str) -> None:
+        run.optimizer.zero_grad(set_to_none=True)
+        self.state.nonfinite += 1
+        if self.state.nonfinite > self.config.train.max_nonfinite:
+            raise TrainingError(
+                f"stopping: {self.state.nonfinite} non-finite {what} values so far (limit "
+                f"train.max_nonfinite={self.config.train.max_nonfinite}); the last complete "
+                f"checkpoint in {self.out / 'checkpoints'} is untouched"
+            )
+        return None
+
+    # -- validation (forgetting) ------------------------------------------------------------
+
+    @torch.no_grad()
+    def _validate_all(self, upto: int) -> None:
+        """After phase ``upto``: the validation loss of every phase trained so far."""
+        batches = self.config.train.validation_batches
+        if batches == 0:
+            return
+        backbone = self.model.backbone
+        was_training = backbone.training
+        backbone.eval()
+        for index, phase in enumerate(self.config.phases[: upto + 1]):
+            loss = self._validation_loss(index, phase, batches)
+            self.log.validation(after_phase=self.config.phases[upto].name, phase=phase.name,
+                                step=self.state.global_step, loss=loss)
+        backbone.train(was_training)
+
+    def _validation_loss(self, index: int, phase: PhaseConfig, batches: int) -> float:
+        data = self._phase_data(phase)
+        loader = make_dataloader(data.validation, data.modality, min(phase.batch_size, len(data.validation)),
+                                 seed=0, shuffle=False, drop_last=True)
+        generator = torch.Generator().manual_seed(self.config.seed + VALIDATION_SEED_OFFSET + index)
+        adapter, losses = self.model.adapters[phase.name], []
+        for raw, _ in zip(loader, range(batches)):
+            batch = self.model.to_shared(phase.name, adapter.encode(raw_for_adapter(adapter, raw)))
+            draws = draw_training_noise(self.model.scheduler, tuple(batch.latents.shape),
+                                        generator=generator, device=batch.latents.device,
+                                        dtype=batch.latents.dtype, has_condition=False)
+            losses.append(float(denoising_loss(self.model.backbone, self.model.scheduler, batch, draws,
+                                               modality=self.model.modality_id(phase.name))))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _save_checkpoint(self, run: PhaseRun | None) -> None:
+        self._check_finite_weights()
+        if self.is_main:
+            parts = {
+                "backbone": self.model.backbone.state_dict(),
+                "ema": self.ema.state_dict(),
+                "rng": {**capture_rng_state(), "generator": self.generator.get_state()},
+                "trainer": {**asdict(self.state), "config": self.config.to_dict(),
+                            "layouts": {k: v.to_dict() for k, v in self.model.layouts.items()},
+                            "modalities": list(self.model.adapters)},
+            }
+            if run is not None:  # mid-phase: what the phase needs to go on exactly
+                parts["optimizer"] = run.optimizer.state_dict()
+                parts["lr_scheduler"] = run.lr_scheduler.state_dict()
+                parts["data"] = {"train": run.loader.state_dict(),
+                                 "replay": run.replay_loader and run.replay_loader.state_dict()}
+            folders = {f"adapters/{name}": adapter.save_pretrained
+                       for name, adapter in self.model.adapters.items()}
+            save_checkpoint(self.out / "checkpoints", self.state.global_step, parts,
+                            keep=self.config.train.keep_checkpoints, folders=folders)
+            self.log.flush()
+        self.accelerator.wait_for_everyone()
+
+    def _restore(self, folder: Path) -> dict:
+        """Load a checkpoint; returns the parts the current phase needs when it starts."""
+        trainer = load_part(folder, "trainer")
+        saved = run_config_from_dict(trainer["config"])
+        if saved.model != self.config.model:
+            raise TrainingError(f"{folder} was written by a run with another model config; "
+                                "resume with the same config (or start a new output dir)")
+        from ..adapters import load_adapter
+
+        for name in trainer["modalities"]:
+            self.model.add_modality(name, load_adapter(folder / "adapters" / name))
+        self.model.layouts = {k: LatentLayout.from_dict(v) for k, v in trainer["layouts"].items()}
+        self.model.backbone.load_state_dict(load_part(folder, "backbone"))
+        self.ema.load_state_dict(load_part(folder, "ema"))
+        self.state = LoopState(**{k: trainer[k] for k in asdict(LoopState())})
+        set_qgfd_step(self.model.backbone, self.state.global_step)
+        rng = load_part(folder, "rng")
+        self.generator.set_state(rng.pop("generator"))
+        restore_rng_state(rng)
+        self.log.truncate(self.state.global_step, phases_done=self.state.phase_index)
+        names = ("optimizer", "lr_scheduler", "data")
+        if self.state.phase_step == 0:
+            return None
+        return {name: load_part(folder, name) for name in names}
+
+    def _restore_phase(self, run: PhaseRun, parts: dict) -> None:
+        run.optimizer.load_state_dict(parts["optimizer"])
+        run.lr_scheduler.load_state_dict(parts["lr_scheduler"])
+        run.loader.load_state_dict(parts["data"]["train"])
+        if run.replay_loader is not None:
+            run.replay_loader.load_state_dict(parts["data"]["replay"])
+
+    def _prepare_output_dir(self, resume: bool) -> Path | None:
+        holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
+        if holds_run and not resume:
+            raise TrainingError(f"{self.out} already holds a run: pass --resume to continue it, "
+                                "or choose another --output-dir")
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        self.accelerator.wait_for_everyone()
+        return latest_checkpoint(self.out / "checkpoints") if resume else None
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def _check_finite_weights(self) -> None:
+        bad = [n for n, p in self.model.backbone.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingError(f"refusing to save non-finite weights (first: {bad[0]})")
+
+    def _save_final(self) -> Path:
+        self._check_finite_weights()
+        in_sync = self._ranks_in_sync()
+        final = self.out / "final"
+        if self.is_main:
+            tmp = self.out / ".final-tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            ema_backbone = copy.deepcopy(self.model.backbone)
+            self.ema.copy_to(ema_backbone.parameters())
+            self.model.save_pretrained(tmp)
+            ema_backbone.save_pretrained(tmp / "backbone_ema")
+            (tmp / "run_config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            summary = {**asdict(self.state), "processes": self.accelerator.num_processes,
+                       "ranks_in_sync": in_sync}
+            (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            self._write_samples(final)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def _ranks_in_sync(self) -> bool:
+        """Every process holds the same backbone weights (a checksum gathered from all ranks)."""
+        checksum = torch.stack([p.detach().double().sum() for p in self.model.backbone.parameters()]).sum()
+        gathered = self.accelerator.gather(checksum.reshape(1).to(self.accelerator.device))
+        return bool((gathered == gathered[0]).all())
+
+    def _write_samples(self, final: Path) -> None:
+        from ..sample.run import SampleOptions, load_trained_model, sample_to_folder
+
+        options = SampleOptions(**asdict(self.config.sample), seed=self.config.seed)
+        model = load_trained_model(final)
+        for phase in self.config.phases:
+            sample_to_folder(model, phase.name, self.out / "samples" / phase.name, options)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
