@@ -36,10 +36,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2); ``--help`` still shows the full usage."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sample.schedulers import SAMPLING_SCHEDULERS
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="qgfd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 

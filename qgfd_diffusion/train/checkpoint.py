@@ -145,6 +145,22 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
                 shutil.rmtree(folder, ignore_errors=True)  # renamed but never marked complete
 
 
+def remove_incomplete(checkpoints_dir: Path) -> list[Path]:
+    """Delete what a killed writer left behind: temporary folders and unmarked step folders.
+
+    Call it only when no other process writes checkpoints here (e.g. when resuming a run).
+    """
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return []
+    complete = set(complete_checkpoints(checkpoints_dir))
+    stale = [d for d in checkpoints_dir.iterdir()
+             if d.is_dir() and d not in complete and (d.name.startswith(".tmp-") or _STEP_DIR.match(d.name))]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG a training step can touch: Python, NumPy, torch CPU (and CUDA when present)."""
     version, internal, gauss = random.getstate()

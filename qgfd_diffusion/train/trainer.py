@@ -41,6 +41,7 @@ from .checkpoint import (
     capture_rng_state,
     latest_checkpoint,
     load_part,
+    remove_incomplete,
     restore_rng_state,
     save_checkpoint,
 )
@@ -81,7 +82,10 @@ class Trainer:
     def __init__(self, config: RunConfig, output_dir: str | Path, *, resume: bool = False,
                  progress: bool = True):
         self.config, self.out, self.progress = config, Path(output_dir), progress
-        self.accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+        # Without an accelerator, accelerate runs multi-process jobs (torchrun / accelerate
+        # launch) as gloo data parallelism only when told it is on CPU.
+        self.accelerator = Accelerator(mixed_precision=config.train.mixed_precision,
+                                       cpu=not torch.accelerator.is_available())
         self.checkpoint = self._prepare_output_dir(resume)
         _seed_everything(config.seed)
         self.model = SharedQGFDDiffusionModel(config.model)
@@ -143,7 +147,9 @@ class Trainer:
     def _start_phase(self, index: int, resume_parts: dict | None) -> PhaseRun:
         phase = self.config.phases[index]
         if phase.name not in self.model.adapters:
-            adapter = build_phase_adapter(phase, self._phase_data(phase), self.out, self.config.seed + index)
+            with self.accelerator.main_process_first():  # one process builds shared files (encoders)
+                adapter = build_phase_adapter(phase, self._phase_data(phase), self.out,
+                                              self.config.seed + index)
             self.model.add_modality(phase.name, adapter)
         loader = self._loader(phase, index)
         optimizer = torch.optim.AdamW(self.model.backbone.parameters(), lr=phase.lr,
@@ -324,6 +330,8 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            if resume:
+                remove_incomplete(self.out / "checkpoints")
         self.accelerator.wait_for_everyone()
         return latest_checkpoint(self.out / "checkpoints") if resume else None
 

@@ -1,0 +1,233 @@
+"""Sample writers: files per kind read back, byte-identical reruns, latents round trip, errors."""
+
+import hashlib
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image, ImageSequence
+
+from qgfd_diffusion.sample.writers import (
+    ADAPTER_KINDS,
+    GIF_FRAME_MS,
+    GRID_PADDING,
+    WRITERS,
+    kind_of,
+    read_latents,
+    write_decoded,
+    write_latents,
+)
+
+B, K_IMG, H, W, T = 3, 3, 6, 5, 4
+RATE = 8000
+
+
+def _levels(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Random floats in [0,1] that are exact multiples of 1/255, so uint8 round trips exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=generator).float() / 255
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def _decoded(kind: str):
+    """A small decoded batch of each kind, as the adapters return them."""
+    generator = torch.Generator().manual_seed(1)
+    if kind == "image":
+        return _levels((B, K_IMG, H, W))
+    if kind == "video":
+        return _levels((B, T, K_IMG, H, W))
+    if kind == "text":
+        return ["hello world", "two\nlines", "ünïcode ✓"]
+    if kind == "audio":
+        return [torch.rand(n, generator=generator) * 2 - 1 for n in (100, 37, 64)]
+    if kind == "table":
+        return pd.DataFrame({"x": [0.1, -2.5, 1e-3], "city": ["a", "b", "c"], "n": [1, 2, 3]})
+    raise AssertionError(kind)
+
+
+def _write(tmp_path: Path, kind: str, decoded=None, **kwargs) -> list[Path]:
+    kwargs.setdefault("sampling_rate", RATE if kind == "audio" else None)
+    return write_decoded(tmp_path, kind, _decoded(kind) if decoded is None else decoded, **kwargs)
+
+
+def test_image_writes_grid_and_one_png_per_sample(tmp_path):
+    images = _levels((B, K_IMG, H, W))
+    files = _write(tmp_path, "image", images)
+    assert files[0] == tmp_path / "samples.png"
+    assert [f.relative_to(tmp_path).as_posix() for f in files[1:]] == [
+        f"images/sample_{i:03d}.png" for i in range(B)
+    ]
+    nrow = math.ceil(math.sqrt(B))  # 2 per row -> 2 rows
+    grid = _pixels(files[0])
+    assert grid.shape == (2 * (H + GRID_PADDING) + GRID_PADDING, nrow * (W + GRID_PADDING)
+                          + GRID_PADDING, K_IMG)
+    expected = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [B,H,W,K]
+    for i, path in enumerate(files[1:]):
+        np.testing.assert_array_equal(_pixels(path), expected[i])
+    top_left = grid[GRID_PADDING:GRID_PADDING + H, GRID_PADDING:GRID_PADDING + W]
+    np.testing.assert_array_equal(top_left, expected[0])
+
+
+def test_image_clamps_out_of_range_and_writes_grey(tmp_path):
+    images = torch.tensor([-1.0, 0.5, 2.0, float("nan")]).reshape(1, 1, 2, 2)
+    files = _write(tmp_path, "image", images, nrow=1)
+    np.testing.assert_array_equal(_pixels(files[1]), [[0, 128], [255, 0]])
+    with Image.open(files[1]) as image:
+        assert image.mode == "L"
+
+
+def test_image_nrow_sets_grid_columns(tmp_path):
+    files = _write(tmp_path, "image", _levels((B, 1, H, W)), nrow=B)
+    assert _pixels(files[0]).shape[:2] == (H + 2 * GRID_PADDING, B * (W + GRID_PADDING)
+                                           + GRID_PADDING)
+
+
+def test_text_one_sample_per_line_utf8(tmp_path):
+    (path,) = _write(tmp_path, "text", ["hello world", "two\nlines\r\nhere", "ünïcode ✓"])
+    assert path == tmp_path / "samples.txt"
+    assert path.read_text(encoding="utf-8").split("\n") == [
+        "hello world", "two lines here", "ünïcode ✓", ""
+    ]
+
+
+def test_audio_writes_16bit_wavs_at_rate(tmp_path):
+    waves = [torch.linspace(-2, 2, 100), torch.zeros(37), torch.full((64,), 0.5)]
+    files = _write(tmp_path, "audio", waves)
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        f"audio/sample_{i:03d}.wav" for i in range(3)
+    ]
+    for path, wave in zip(files, waves, strict=True):
+        info = sf.info(path)
+        assert (info.samplerate, info.frames, info.channels, info.subtype) == (
+            RATE, wave.numel(), 1, "PCM_16")
+        data, _ = sf.read(path, dtype="float32")
+        np.testing.assert_allclose(data, wave.clamp(-1, 1).numpy(), atol=1 / 2**15)
+
+
+def test_audio_accepts_a_2d_tensor(tmp_path):
+    files = _write(tmp_path, "audio", torch.zeros(2, 10))
+    assert [sf.info(f).frames for f in files] == [10, 10]
+
+
+def test_video_writes_gifs_and_first_frame_grid(tmp_path):
+    videos = _levels((B, T, 1, H, W))
+    files = _write(tmp_path, "video", videos)
+    assert files[0] == tmp_path / "samples.png"
+    assert [f.relative_to(tmp_path).as_posix() for f in files[1:]] == [
+        f"video/sample_{i:03d}.gif" for i in range(B)
+    ]
+    expected = (videos * 255).round().to(torch.uint8)[:, :, 0].numpy()  # [B,T,H,W]
+    grid = _pixels(files[0])
+    top_left = grid[GRID_PADDING:GRID_PADDING + H, GRID_PADDING:GRID_PADDING + W, 0]
+    np.testing.assert_array_equal(top_left, expected[0, 0])
+    for i, path in enumerate(files[1:]):
+        with Image.open(path) as gif:
+            assert gif.n_frames == T and gif.size == (W, H)
+            for t, frame in enumerate(ImageSequence.Iterator(gif)):
+                assert frame.info["duration"] == GIF_FRAME_MS
+                np.testing.assert_array_equal(np.asarray(frame.convert("L")), expected[i, t])
+
+
+def test_video_rgb_gif_frame_count(tmp_path):
+    files = _write(tmp_path, "video", _levels((1, T, 3, H, W)))
+    with Image.open(files[1]) as gif:
+        assert gif.n_frames == T
+
+
+def test_table_csv_round_trip(tmp_path):
+    table = _decoded("table")
+    (path,) = _write(tmp_path, "table", table)
+    assert path == tmp_path / "samples.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(path), table, check_exact=False, rtol=1e-7)
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_same_input_same_bytes(tmp_path, kind):
+    def digests(folder: Path) -> dict[str, str]:
+        files = _write(folder, kind)
+        return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in files}
+
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_latents_round_trip(tmp_path, with_mask):
+    latents = torch.randn(2, 5, 4)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2]) if with_mask else None
+    metadata = {"steps": 6, "guidance_scale": 3.5, "layout": {"kind": "grid", "shape": [1, 5]},
+                "prompt": "ünïcode"}
+    path = write_latents(tmp_path / "out" / "latents.safetensors", latents, metadata, mask=mask)
+    loaded = read_latents(path)
+    torch.testing.assert_close(loaded.latents, latents, rtol=0, atol=0)
+    assert loaded.metadata == metadata
+    if with_mask:
+        assert torch.equal(loaded.mask, mask)
+    else:
+        assert loaded.mask is None
+    again = write_latents(tmp_path / "again.safetensors", latents, metadata, mask=mask)
+    assert again.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "mask", "match"),
+    [
+        ({"bad": object()}, None, "metadata\\['bad'\\]"),
+        ({1: "x"}, None, "keys must be str"),
+        ({}, torch.ones(2, 4, dtype=torch.bool), "mask must be a tensor of shape"),
+    ],
+)
+def test_write_latents_rejects_bad_input(tmp_path, metadata, mask, match):
+    with pytest.raises(ValueError, match=match):
+        write_latents(tmp_path / "x.safetensors", torch.zeros(2, 5, 4), metadata, mask=mask)
+
+
+def test_unknown_kind_lists_allowed(tmp_path):
+    with pytest.raises(ValueError, match="allowed: .*'image'.*'video'"):
+        write_decoded(tmp_path, "hologram", [])
+
+
+@pytest.mark.parametrize(
+    ("kind", "decoded", "kwargs", "match"),
+    [
+        ("image", torch.zeros(3, 4, 4), {}, "float tensor \\[B, K_img, H, W\\]"),
+        ("image", torch.zeros(1, 2, 4, 4), {}, "K_img in"),
+        ("image", torch.zeros(1, 3, 4, 4, dtype=torch.uint8), {}, "floating point"),
+        ("image", torch.zeros(0, 3, 4, 4), {}, "empty"),
+        ("image", torch.zeros(1, 3, 4, 4), {"nrow": 0}, "nrow"),
+        ("video", torch.zeros(1, 3, 4, 4), {}, "\\[B, T, K_img, H, W\\]"),
+        ("video", torch.zeros(1, 0, 3, 4, 4), {}, "at least one frame"),
+        ("video", torch.zeros(1, 2, 4, 4, 4), {}, "K_img in"),
+        ("text", "just one string", {}, "list of str"),
+        ("text", ["ok", 3], {}, "text sample 1"),
+        ("audio", [torch.zeros(4)], {}, "sampling_rate"),
+        ("audio", [torch.zeros(2, 4)], {"sampling_rate": RATE}, "audio sample 0"),
+        ("table", {"x": [1]}, {}, "DataFrame"),
+    ],
+)
+def test_bad_input_raises(tmp_path, kind, decoded, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        write_decoded(tmp_path, kind, decoded, **kwargs)
+
+
+def test_kind_of_maps_adapter_names():
+    assert set(ADAPTER_KINDS.values()) == set(WRITERS)
+    assert kind_of(SimpleNamespace(name="patch_image")) == "image"
+    assert kind_of(SimpleNamespace(name="tabular")) == "table"
+    with pytest.raises(ValueError, match="known adapter names"):
+        kind_of(SimpleNamespace(name="smell"))
+
+
+def test_adapter_registry_names_all_have_a_kind():
+    from qgfd_diffusion.adapters.base import ADAPTERS
+
+    assert set(ADAPTERS) <= set(ADAPTER_KINDS)

@@ -1,0 +1,248 @@
+"""End to end: `qgfd train` / `qgfd sample` on the smoke config, exact resume after SIGKILL,
+2-process data parallelism, config validation and CLI errors."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qgfd_diffusion.cli import main as cli_main
+from qgfd_diffusion.configio import ConfigError, load_yaml
+from qgfd_diffusion.train.checkpoint import COMPLETE_MARKER, complete_checkpoints, latest_checkpoint
+from qgfd_diffusion.train.config import run_config_from_dict
+from qgfd_diffusion.train.logs import TIMING_FIELDS
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+       "PYTHONHASHSEED": "0"}
+
+# Runs the CLI in a fresh process; KILL_AT="step:N" or "write:N:PART" SIGKILLs it from inside,
+# at the start of optimiser step N or while checkpoint N writes PART (deterministic, no timing).
+DRIVER = r"""
+import os, signal, sys
+kill_at = os.environ.get("KILL_AT", "")
+if kill_at.startswith("step:"):
+    from qgfd_diffusion.train import trainer
+    target = int(kill_at.split(":")[1])
+    original = trainer.Trainer._train_step
+    def train_step(self, *args, **kwargs):
+        if self.state.global_step + 1 == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, *args, **kwargs)
+    trainer.Trainer._train_step = train_step
+elif kill_at.startswith("write:"):
+    from qgfd_diffusion.train import checkpoint
+    _, step, part = kill_at.split(":")
+    original = checkpoint.save_part
+    def save_part(folder, name, state):
+        if name == part and folder.name.startswith(f".tmp-step-{int(step):08d}"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(folder, name, state)
+    checkpoint.save_part = save_part
+from qgfd_diffusion.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def qgfd(*args, kill_at: str = "", launcher=(sys.executable, "-c", DRIVER)) -> subprocess.CompletedProcess:
+    env = {**ENV, "KILL_AT": kill_at}
+    return subprocess.run([*launcher, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+
+
+def train(out: Path, *extra, **kwargs) -> subprocess.CompletedProcess:
+    return qgfd("train", SMOKE, "--output-dir", out, "--no-progress", *extra, **kwargs)
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
+
+
+def weights(run: Path, folder: str = "backbone") -> dict[str, torch.Tensor]:
+    return load_file(str(run / "final" / folder / "diffusion_pytorch_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    result = train(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_smoke_config_trains_end_to_end_and_samples_decode(reference_run, tmp_path):
+    rows = metrics(reference_run)
+    assert [row["step"] for row in rows] == list(range(1, 31))
+    assert {row["phase"] for row in rows} == {"text", "image"}
+    assert all({"loss", "lr", "grad_norm"} <= set(row) for row in rows)
+    validation = [json.loads(line) for line in (reference_run / "validation.jsonl").read_text().splitlines()]
+    assert [(row["after_phase"], row["phase"]) for row in validation] == [
+        ("text", "text"), ("image", "text"), ("image", "image")]
+    summary = json.loads((reference_run / "final" / "train_summary.json").read_text())
+    assert summary["global_step"] == 30 and summary["ranks_in_sync"]
+    for modality, decoded in (("text", "samples.txt"), ("image", "samples.png")):
+        out = tmp_path / modality
+        result = qgfd("sample", "--checkpoint", reference_run, "--modality", modality, "--num-samples", 4,
+                      "--steps", 4, "--out", out)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (out / "latents.safetensors").is_file() and (out / decoded).stat().st_size > 0
+        assert json.loads((out / "sample_config.json").read_text())["modality"] == modality
+    lines = (tmp_path / "text" / "samples.txt").read_text().splitlines()
+    assert len(lines) == 4
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_bytes(reference_run, tmp_path):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"s{i}"
+        assert qgfd("sample", "--checkpoint", reference_run, "--modality", "image", "--num-samples", 3,
+                    "--steps", 3, "--seed", 7, "--out", out).returncode == 0
+        outs.append(out)
+    for name in ("latents.safetensors", "samples.png", "sample_config.json"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["step:13", "write:20:optimizer", "write:15:COMPLETE"])
+def test_sigkill_then_resume_is_bitwise_identical(reference_run, tmp_path, kill_at):
+    out = tmp_path / "run"
+    if kill_at.endswith("COMPLETE"):  # killed after the rename, before the marker: step 15 is incomplete
+        kill_at = "write:15:trainer"
+    killed = train(out, kill_at=kill_at)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    newest = latest_checkpoint(out / "checkpoints")
+    assert newest is not None and (newest / COMPLETE_MARKER).is_file()
+    resumed = train(out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(out) == metrics(reference_run)
+    for folder in ("backbone", "backbone_ema"):
+        ours, theirs = weights(out, folder), weights(reference_run, folder)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not any(p.name.startswith(".tmp") for p in (out / "checkpoints").iterdir())
+
+
+@pytest.mark.slow
+def test_newest_complete_checkpoint_always_loads(reference_run):
+    from qgfd_diffusion.train.checkpoint import load_part
+
+    found = complete_checkpoints(reference_run / "checkpoints")
+    assert 1 <= len(found) <= 2  # keep_checkpoints: 2
+    state = load_part(found[-1], "backbone")
+    assert all(torch.isfinite(t).all() for t in state.values())
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_matches_single_process(reference_run, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", "29517", "-m", "qgfd_diffusion.cli")
+    result = qgfd("train", SMOKE, "--output-dir", out, "--no-progress", launcher=launcher)
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((out / "final" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["ranks_in_sync"]
+    ddp, single = metrics(out), metrics(reference_run)
+    assert [r["step"] for r in ddp] == [r["step"] for r in single]
+    for a, b in zip(ddp, single):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
+    ours, theirs = weights(out), weights(reference_run)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("mutation,path", [
+    (lambda d: d["phases"][0].pop("steps"), "phases[0].steps: missing required key"),
+    (lambda d: d["phases"][1].__setitem__("batch_sise", 4), "phases[1].batch_sise: unknown key"),
+    (lambda d: d["model"].__setitem__("d_modle", 4), "model.d_modle: unknown key"),
+    (lambda d: d["phases"][0].__setitem__("lr", "fast"), "phases[0].lr: expected float"),
+    (lambda d: d["train"].__setitem__("ema_decay", 1.5), "train.ema_decay: must be in [0, 1]"),
+    (lambda d: d["phases"][1]["data"].__setitem__("source", "web"), "phases[1].data.source: must be one of"),
+    (lambda d: d["model"].__setitem__("attention", "flash"), "model.attention: must be one of"),
+    (lambda d: d.__setitem__("sedd", 1), "sedd: unknown key"),
+    (lambda d: d["phases"][0].__setitem__("batch_size", 0), "phases[0].batch_size: must be > 0"),
+])
+def test_config_mutations_are_rejected_naming_the_dotted_path(mutation, path):
+    data = load_yaml(SMOKE)
+    mutation(data)
+    with pytest.raises(ConfigError) as error:
+        run_config_from_dict(data)
+    assert str(error.value).startswith(path), str(error.value)
+
+
+def test_overrides_reach_the_config_and_bad_ones_are_named():
+    config = run_config_from_dict(load_yaml(SMOKE), ["phases.1.steps=7", "seed=3", "model.qgfd_alpha=0.2"])
+    assert config.phases[1].steps == 7 and config.seed == 3 and config.model.qgfd_alpha == 0.2
+    with pytest.raises(ConfigError, match=r"phases.9: list index must be 0..1"):
+        run_config_from_dict(load_yaml(SMOKE), ["phases.9.steps=7"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "missing.yaml", "--output-dir", "{tmp}/r"], "config file not found: missing.yaml"),
+    (["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "phases.0.steps=-3"], "phases[0].steps: must be > 0"),
+    (["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "model.num_heads=three"], "model.num_heads"),
+    (["sample", "--checkpoint", "{tmp}/none", "--modality", "text", "--out", "{tmp}/o"], "checkpoint not found"),
+    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--out", "{tmp}/o"], "not a saved qgfd model"),
+    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--steps", "0", "--out", "{tmp}/o"], "--steps"),
+    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--num-samples", "0", "--out", "{tmp}/o"], "--num-samples"),
+])
+def test_bad_cli_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        code = cli_main(argv)
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) <= 2, err
+
+
+@pytest.mark.slow
+def test_sampling_a_checkpoint_of_another_architecture_is_rejected(reference_run, tmp_path, capsys):
+    broken = tmp_path / "model"
+    import shutil
+
+    shutil.copytree(reference_run / "final", broken)
+    config = json.loads((broken / "backbone" / "config.json").read_text())
+    config["d_model"] = 48  # weights no longer fit the architecture
+    (broken / "backbone" / "config.json").write_text(json.dumps(config))
+    code = cli_main(["sample", "--checkpoint", str(broken), "--modality", "image", "--no-ema",
+                     "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_model_config_and_a_used_dir_needs_resume(reference_run, tmp_path):
+    out = tmp_path / "run"
+    assert train(out, kill_at="step:8").returncode == -9
+    refused = train(out, "--resume", "--set", "model.d_model=32")
+    assert refused.returncode == 2 and "another model config" in refused.stderr
+    again = train(out)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+@pytest.mark.slow
+def test_loading_never_unpickles(reference_run, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("something tried to unpickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    from qgfd_diffusion.sample.run import SampleOptions, load_trained_model, sample_to_folder
+    from qgfd_diffusion.train.checkpoint import load_part
+
+    model = load_trained_model(reference_run)
+    sample_to_folder(model, "text", tmp_path / "o", SampleOptions(num_samples=2, steps=2))
+    newest = latest_checkpoint(reference_run / "checkpoints")
+    for part in ("backbone", "ema", "rng", "trainer"):
+        load_part(newest, part)
