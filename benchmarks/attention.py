@@ -8,7 +8,8 @@ Prints, per N, forward and forward+backward time ratios
     naive / QGFD             (seed formula: materialise p0 and P, loop p @ P)
 and the peak extra memory of QGFD vs SDPA at --memory-size: on CPU the peak of the allocator's
 running total from the PyTorch profiler's memory records, on CUDA max_memory_allocated, both
-above the memory that existed before the call (the inputs). Ratios are the figures: absolute times on
+above the memory that existed before the call (the inputs). Ratios are the figures: absolute
+times on
 shared machines are noise.
 """
 
@@ -34,7 +35,9 @@ def methods(steps: int) -> dict:
     return {
         "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
         "qgfd": lambda q, k, v: qgfd_attention(q, k, v, alpha=ALPHA, steps=steps),
-        "qgfd_fused": lambda q, k, v: qgfd_attention(q, k, v, alpha=ALPHA, steps=steps, path="fused"),
+        "qgfd_fused": lambda q, k, v: qgfd_attention(
+            q, k, v, alpha=ALPHA, steps=steps, path="fused"
+        ),
         "naive": lambda q, k, v: naive_qgfd_attention(q, k, v, alpha=ALPHA, steps=steps),
     }
 
@@ -43,8 +46,12 @@ def make_inputs(args, N: int, requires_grad: bool):
     g = torch.Generator(device=args.device).manual_seed(0)
     shape = (args.batch, args.heads, N, args.head_dim)
     dtype = getattr(torch, args.dtype)
-    return [torch.randn(shape, generator=g, device=args.device, dtype=dtype).requires_grad_(requires_grad)
-            for _ in range(3)]
+    return [
+        torch.randn(shape, generator=g, device=args.device, dtype=dtype).requires_grad_(
+            requires_grad
+        )
+        for _ in range(3)
+    ]
 
 
 def run_once(fn, inputs, backward: bool) -> None:
@@ -120,9 +127,14 @@ def cpu_peak_bytes(call) -> int:
 
 def report(args) -> None:
     T = args.steps
-    print(f"device={args.device} dtype={args.dtype} B={args.batch} H={args.heads} d={args.head_dim} "
-          f"T={T} alpha={ALPHA} threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"target: QGFD/SDPA <= {1.1 * (T + 1):.1f} (1.1 x (T+1)) at N >= 1024; naive/QGFD >= 5 at N = 1024\n")
+    print(
+        f"device={args.device} dtype={args.dtype} B={args.batch} H={args.heads} d={args.head_dim} "
+        f"T={T} alpha={ALPHA} threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
+    print(
+        f"target: QGFD/SDPA <= {1.1 * (T + 1):.1f} (1.1 x (T+1)) at N >= 1024; "
+        "naive/QGFD >= 5 at N = 1024\n"
+    )
     print("| N | pass | QGFD/SDPA | QGFD fused/SDPA | naive/QGFD | path chosen |")
     print("|---|---|---|---|---|---|")
     for N in args.sizes:
@@ -131,30 +143,51 @@ def report(args) -> None:
             t = time_interleaved(args, names, N, backward)
             naive = f"{t['naive'] / t['qgfd']:.1f}" if "naive" in t else "skipped"
             chosen = "materialized" if _auto_materializes(args, N, backward) else "fused"
-            print(f"| {N} | {'fwd+bwd' if backward else 'fwd'} | {t['qgfd'] / t['sdpa']:.2f} | "
-                  f"{t['qgfd_fused'] / t['sdpa']:.2f} | {naive} | {chosen} |", flush=True)
+            print(
+                f"| {N} | {'fwd+bwd' if backward else 'fwd'} | {t['qgfd'] / t['sdpa']:.2f} | "
+                f"{t['qgfd_fused'] / t['sdpa']:.2f} | {naive} | {chosen} |",
+                flush=True,
+            )
     M = args.memory_size
-    naive_gib = 3 * args.batch * args.heads * M * M * torch.finfo(getattr(torch, args.dtype)).bits / 8 / 2**30
-    print(f"\npeak extra memory at N = {M} (MiB): the naive form holds p0, P and p "
-          f"({naive_gib:.1f} GiB computed, not run)")
+    naive_gib = (
+        3
+        * args.batch
+        * args.heads
+        * M
+        * M
+        * torch.finfo(getattr(torch, args.dtype)).bits
+        / 8
+        / 2**30
+    )
+    print(
+        f"\npeak extra memory at N = {M} (MiB): the naive form holds p0, P and p "
+        f"({naive_gib:.1f} GiB computed, not run)"
+    )
     print("| pass | SDPA | QGFD fused | QGFD/SDPA |")
     print("|---|---|---|---|")
     for backward in (False, True):
         sdpa = peak_extra_memory_mib(args, "sdpa", M, backward)
         qgfd = peak_extra_memory_mib(args, "qgfd_fused", M, backward)
-        print(f"| {'fwd+bwd' if backward else 'fwd'} | {sdpa:.1f} | {qgfd:.1f} | {qgfd / sdpa:.2f} |", flush=True)
+        print(
+            f"| {'fwd+bwd' if backward else 'fwd'} | {sdpa:.1f} | {qgfd:.1f} | {qgfd / sdpa:.2f} |",
+            flush=True,
+        )
 
 
 def _auto_materializes(args, N: int, backward: bool) -> bool:
     from qgfd_diffusion.attention.functional import _use_materialized, build_transition
 
     q, k, v = make_inputs(args, N, requires_grad=backward)
-    P = build_transition(q, k, None, transition="keys", topk=None, temperature=1.0, graph=None, scale=1.0)
+    P = build_transition(
+        q, k, None, transition="keys", topk=None, temperature=1.0, graph=None, scale=1.0
+    )
     return _use_materialized("auto", P, q, k, v)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--steps", type=int, default=4, help="QGFD steps T (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=1)

@@ -28,9 +28,11 @@ from qgfd_diffusion.sample import make_scheduler, sample_latents
 from qgfd_diffusion.schedules import diffusion_loss, make_training_scheduler, training_target
 
 MODEL = dict(d_model=128, num_heads=4, num_layers=4, d_ff=512, latent_dim=16)
-VARIANTS = {"sdpa": dict(attention="sdpa"),
-            "qgfd T=2": dict(attention="qgfd", qgfd_steps=2),
-            "qgfd T=4": dict(attention="qgfd", qgfd_steps=4)}
+VARIANTS = {
+    "sdpa": dict(attention="sdpa"),
+    "qgfd T=2": dict(attention="qgfd", qgfd_steps=2),
+    "qgfd T=4": dict(attention="qgfd", qgfd_steps=4),
+}
 MIN_SNR_GAMMA = 5.0
 OVERHEAD_TARGET = 0.05
 
@@ -48,8 +50,9 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                        device: torch.device) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
     """Median seconds per call of each function, measured round-robin."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -67,15 +70,15 @@ def build(device: torch.device, **overrides) -> QGFDDiffusionBackbone:
     return QGFDDiffusionBackbone.from_diffusion_config(cfg).to(device)
 
 
-def training_step(model: QGFDDiffusionBackbone, batch: int, length: int,
-                  device: torch.device) -> Callable[[], None]:
+def training_step(
+    model: QGFDDiffusionBackbone, batch: int, length: int, device: torch.device
+) -> Callable[[], None]:
     """A closure running one optimisation step on a fixed random batch."""
     scheduler = make_training_scheduler(model)
     g = torch.Generator(device).manual_seed(0)
     x0 = torch.randn(batch, length, MODEL["latent_dim"], generator=g, device=device)
     noise = torch.randn(x0.shape, generator=g, device=device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g,
-                      device=device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g, device=device)
     x_t, target = scheduler.add_noise(x0, noise, t), training_target(scheduler, x0, noise, t)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -88,32 +91,41 @@ def training_step(model: QGFDDiffusionBackbone, batch: int, length: int,
     return step
 
 
-def bench_training(lengths: list[int], batch: int, repeats: int, warmup: int,
-                   device: torch.device) -> None:
+def bench_training(
+    lengths: list[int], batch: int, repeats: int, warmup: int, device: torch.device
+) -> None:
     names = list(VARIANTS)
-    print(f"\nTraining step (fwd + bwd + Adam), B={batch}, D={MODEL['d_model']}, "
-          f"H={MODEL['num_heads']}, layers={MODEL['num_layers']}, median of {repeats}, {device}")
+    print(
+        f"\nTraining step (fwd + bwd + Adam), B={batch}, D={MODEL['d_model']}, "
+        f"H={MODEL['num_heads']}, layers={MODEL['num_layers']}, median of {repeats}, {device}"
+    )
     print(f"{'L':>6} {'sdpa ms':>10} " + " ".join(f"{n + ' / sdpa':>16}" for n in names[1:]))
     for length in lengths:
-        steps = {n: training_step(build(device, **VARIANTS[n]), batch, length, device)
-                 for n in names}
+        steps = {
+            n: training_step(build(device, **VARIANTS[n]), batch, length, device) for n in names
+        }
         med = interleaved_medians(steps, repeats, warmup, device)
         ratios = " ".join(f"{med[n] / med['sdpa']:>15.2f}x" for n in names[1:])
         print(f"{length:>6} {1e3 * med['sdpa']:>10.1f} {ratios}")
 
 
-def bench_sampler(length: int, batch: int, num_steps: int, repeats: int,
-                  device: torch.device) -> None:
+def bench_sampler(
+    length: int, batch: int, num_steps: int, repeats: int, device: torch.device
+) -> None:
     model = build(device).eval()
-    x_T = torch.randn(batch, length, MODEL["latent_dim"], device=device,
-                      generator=torch.Generator(device).manual_seed(0))
+    x_T = torch.randn(
+        batch,
+        length,
+        MODEL["latent_dim"],
+        device=device,
+        generator=torch.Generator(device).manual_seed(0),
+    )
     scheduler = make_scheduler("ddim", model)
     scheduler.set_timesteps(num_steps, device=device)
     timesteps = scheduler.timesteps.clone()
 
     def sampler() -> None:
-        sample_latents(model, scheduler, latents=x_T, num_inference_steps=num_steps,
-                       progress=False)
+        sample_latents(model, scheduler, latents=x_T, num_inference_steps=num_steps, progress=False)
 
     @torch.no_grad()
     def bare_forwards() -> None:
@@ -123,22 +135,27 @@ def bench_sampler(length: int, batch: int, num_steps: int, repeats: int,
     med = interleaved_medians({"sampler": sampler, "bare": bare_forwards}, repeats, 1, device)
     overhead = med["sampler"] / med["bare"] - 1
     verdict = "ok" if overhead < OVERHEAD_TARGET else "ABOVE TARGET"
-    print(f"\nDDIM sampling, {num_steps} steps, B={batch}, L={length}, qgfd T=2, "
-          f"median of {repeats}")
-    print(f"  sampler {1e3 * med['sampler']:.1f} ms | bare forwards {1e3 * med['bare']:.1f} ms | "
-          f"ratio {med['sampler'] / med['bare']:.3f} | overhead {100 * overhead:+.1f}% "
-          f"(target < {100 * OVERHEAD_TARGET:.0f}%: {verdict})")
+    print(
+        f"\nDDIM sampling, {num_steps} steps, B={batch}, L={length}, qgfd T=2, median of {repeats}"
+    )
+    print(
+        f"  sampler {1e3 * med['sampler']:.1f} ms | bare forwards {1e3 * med['bare']:.1f} ms | "
+        f"ratio {med['sampler'] / med['bare']:.3f} | overhead {100 * overhead:+.1f}% "
+        f"(target < {100 * OVERHEAD_TARGET:.0f}%: {verdict})"
+    )
 
 
 def default_device() -> torch.device:
-    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() \
-        else None
+    accelerator = (
+        torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    )
     return accelerator if accelerator is not None else torch.device("cpu")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run (L = 32, 64; 3 repeats)")
     parser.add_argument("--device", default=None, help="default: the accelerator, else cpu")
     parser.add_argument("--batch", type=int, default=4, help="batch size B (default 4)")

@@ -1,11 +1,12 @@
-"""``qgfd``: train and sample from the command line (thin: parse, build the config, call the library).
+"""``qgfd``: train and sample from the command line (thin: parse, build the config, call).
 
 Examples:
     qgfd train configs/quickstart.yaml --output-dir runs/quickstart
     qgfd train configs/smoke.yaml --output-dir runs/smoke --set phases.0.steps=50 --set seed=1
     qgfd train configs/smoke.yaml --output-dir runs/smoke --resume
-    qgfd sample --checkpoint runs/quickstart --modality image --num-samples 16 --guidance 3 --out samples/
-    accelerate launch --num_processes 2 -m qgfd_diffusion.cli train configs/smoke.yaml --output-dir runs/ddp
+    qgfd sample --checkpoint runs/quickstart --modality image --guidance 3 --out samples/
+    accelerate launch --num_processes 2 -m qgfd_diffusion.cli train configs/smoke.yaml \
+        --output-dir runs/ddp
 
 Bad input (a missing file, a mistyped or out-of-range config value, a checkpoint that does not
 fit) exits with status 2 and one line saying what is wrong and where; QGFD_DEBUG=1 shows the
@@ -47,29 +48,53 @@ def build_parser() -> argparse.ArgumentParser:
     from .sample.schedulers import SAMPLING_SCHEDULERS
 
     parser = OneLineErrorParser(
-        prog="qgfd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="qgfd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a run config (phases on one backbone)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = commands.add_parser(
+        "train",
+        help="train a run config (phases on one backbone)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     train.add_argument("config", type=Path, help="YAML run config, e.g. configs/quickstart.yaml")
     train.add_argument("--output-dir", type=Path, required=True, help="run folder")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value by dotted path (repeatable)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from the newest complete checkpoint in the run folder")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by dotted path (repeatable)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest complete checkpoint in the run folder",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sample = commands.add_parser("sample", help="generate from a trained model",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sample.add_argument("--checkpoint", type=Path, required=True,
-                        help="a run folder (uses its final/) or a saved model folder")
+    sample = commands.add_parser(
+        "sample",
+        help="generate from a trained model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sample.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a run folder (uses its final/) or a saved model folder",
+    )
     sample.add_argument("--modality", required=True, help="a phase name of the run, e.g. text")
     sample.add_argument("--num-samples", type=_positive_int, default=16)
     sample.add_argument("--steps", type=_positive_int, default=50, help="sampler steps")
     sample.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM eta")
-    sample.add_argument("--guidance", type=_non_negative_float, default=1.0,
-                        help="classifier-free guidance scale (1 = none)")
+    sample.add_argument(
+        "--guidance",
+        type=_non_negative_float,
+        default=1.0,
+        help="classifier-free guidance scale (1 = none)",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--scheduler", default="ddim", choices=sorted(SAMPLING_SCHEDULERS))
     sample.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA")
@@ -84,15 +109,23 @@ def run_train(args) -> None:
     from .train.trainer import Trainer
 
     config = load_run_config(args.config, args.overrides)
-    final = Trainer(config, args.output_dir, resume=args.resume, progress=not args.no_progress).fit()
+    final = Trainer(
+        config, args.output_dir, resume=args.resume, progress=not args.no_progress
+    ).fit()
     print(f"final model: {final}")
 
 
 def run_sample(args) -> None:
     from .sample.run import SampleOptions, load_trained_model, sample_to_folder
 
-    options = SampleOptions(num_samples=args.num_samples, steps=args.steps, eta=args.eta,
-                            guidance=args.guidance, seed=args.seed, scheduler=args.scheduler)
+    options = SampleOptions(
+        num_samples=args.num_samples,
+        steps=args.steps,
+        eta=args.eta,
+        guidance=args.guidance,
+        seed=args.seed,
+        scheduler=args.scheduler,
+    )
     model = load_trained_model(args.checkpoint, use_ema=not args.no_ema)
     out = sample_to_folder(model, args.modality, args.out, options, progress=True)
     print(f"samples: {out}")
@@ -104,8 +137,10 @@ def run_presets(args) -> None:
     from .sample.schedulers import SAMPLING_SCHEDULERS
 
     for name, cfg in DIFFUSION_PRESETS.items():
-        print(f"preset {name}: d_model={cfg.d_model} layers={cfg.num_layers} heads={cfg.num_heads} "
-              f"latent_dim={cfg.latent_dim}")
+        print(
+            f"preset {name}: d_model={cfg.d_model} layers={cfg.num_layers} heads={cfg.num_heads} "
+            f"latent_dim={cfg.latent_dim}"
+        )
     print("adapters:", ", ".join(sorted(ADAPTERS)))
     print("samplers:", ", ".join(sorted(SAMPLING_SCHEDULERS)))
 

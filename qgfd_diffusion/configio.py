@@ -39,7 +39,10 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
     for name, field in fields.items():
         where = _join(path, name)
         if name not in data:
-            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
                 raise ConfigError(where, "missing required key")
             continue
         values[name] = convert(hints[name], data[name], where)
@@ -106,7 +109,9 @@ def _convert_scalar(annotation: type, value: Any, path: str) -> Any:
         raise ConfigError(path, f"expected int, got {_describe(value)}")
     if isinstance(annotation, type) and isinstance(value, annotation):
         return value
-    raise ConfigError(path, f"expected {getattr(annotation, '__name__', annotation)}, got {_describe(value)}")
+    raise ConfigError(
+        path, f"expected {getattr(annotation, '__name__', annotation)}, got {_describe(value)}"
+    )
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -34,7 +34,9 @@ class LatentLayout:
 
     def __post_init__(self):
         if self.kind not in get_args(LayoutKind):
-            raise ValueError(f"layout kind must be one of {get_args(LayoutKind)}, got {self.kind!r}")
+            raise ValueError(
+                f"layout kind must be one of {get_args(LayoutKind)}, got {self.kind!r}"
+            )
         if len(self.shape) != _LAYOUT_RANK[self.kind] or any(int(n) < 1 for n in self.shape):
             raise ValueError(
                 f"layout {self.kind!r} needs a shape of {_LAYOUT_RANK[self.kind]} positive ints, "

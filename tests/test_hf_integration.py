@@ -6,8 +6,8 @@ Tiny models built from configs (no hub), CPU, float32, fixed seeds (conftest).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 import torch
@@ -43,8 +43,18 @@ pytestmark = pytest.mark.filterwarnings("error:qgfd attention fell back:UserWarn
 
 B, L, VOCAB = 2, 7, 100
 ATOL = 1e-5
-T5_KW = dict(d_model=32, num_layers=2, num_heads=4, d_kv=8, d_ff=64, vocab_size=VOCAB,
-             dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+T5_KW = dict(
+    d_model=32,
+    num_layers=2,
+    num_heads=4,
+    d_kv=8,
+    d_ff=64,
+    vocab_size=VOCAB,
+    dropout_rate=0.0,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+)
 
 
 @dataclass
@@ -61,11 +71,12 @@ def _text_inputs(decoder: bool = False) -> Callable[[], dict[str, Tensor]]:
     def make() -> dict[str, Tensor]:
         g = torch.Generator().manual_seed(1)
         mask = torch.ones(B, L, dtype=torch.long)
-        mask[1, L - 3:] = 0  # right padding of the second sequence
+        mask[1, L - 3 :] = 0  # right padding of the second sequence
         inputs = {"input_ids": torch.randint(2, VOCAB, (B, L), generator=g), "attention_mask": mask}
         if decoder:
             inputs["decoder_input_ids"] = torch.randint(2, VOCAB, (B, 5), generator=g)
         return inputs
+
     return make
 
 
@@ -79,38 +90,85 @@ def _built(model_cls: type, config_cls: type, **kw) -> Callable[[str], nn.Module
     def build(attn: str) -> nn.Module:
         torch.manual_seed(0)
         return model_cls(config_cls(attn_implementation=attn, **kw)).eval()
+
     return build
 
 
 CASES = {
     "t5-encoder": Case(_built(T5EncoderModel, T5Config, **T5_KW), _text_inputs()),
-    "t5-seq2seq": Case(_built(T5ForConditionalGeneration, T5Config, **T5_KW),
-                       _text_inputs(decoder=True), lambda out: out.logits),
+    "t5-seq2seq": Case(
+        _built(T5ForConditionalGeneration, T5Config, **T5_KW),
+        _text_inputs(decoder=True),
+        lambda out: out.logits,
+    ),
     "vit": Case(
-        _built(ViTModel, ViTConfig, image_size=8, patch_size=4, num_channels=3, hidden_size=32,
-               num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-        lambda: {"pixel_values": torch.randn(B, 3, 8, 8, generator=torch.Generator().manual_seed(1))},
+        _built(
+            ViTModel,
+            ViTConfig,
+            image_size=8,
+            patch_size=4,
+            num_channels=3,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        ),
+        lambda: {
+            "pixel_values": torch.randn(B, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+        },
     ),
     "wav2vec2": Case(
-        _built(Wav2Vec2Model, Wav2Vec2Config, hidden_size=32, num_hidden_layers=2,
-               num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16), conv_stride=(4, 4),
-               conv_kernel=(8, 4), num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
-               hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-               feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0),
+        _built(
+            Wav2Vec2Model,
+            Wav2Vec2Config,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            conv_dim=(16, 16),
+            conv_stride=(4, 4),
+            conv_kernel=(8, 4),
+            num_conv_pos_embeddings=8,
+            num_conv_pos_embedding_groups=2,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+            feat_proj_dropout=0.0,
+            layerdrop=0.0,
+            mask_time_prob=0.0,
+        ),
         lambda: {"input_values": torch.randn(B, 400, generator=torch.Generator().manual_seed(1))},
     ),
     "bert": Case(
-        _built(BertModel, BertConfig, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=64, vocab_size=VOCAB, hidden_dropout_prob=0.0,
-               attention_probs_dropout_prob=0.0),
+        _built(
+            BertModel,
+            BertConfig,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vocab_size=VOCAB,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        ),
         _text_inputs(),
     ),
     "llama": Case(  # causal, grouped key/value heads, left padding
-        _built(LlamaForCausalLM, LlamaConfig, hidden_size=32, intermediate_size=64,
-               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-               vocab_size=VOCAB),
-        _left_padded_inputs, lambda out: out.logits, lambda inputs: inputs["attention_mask"].bool(),
+        _built(
+            LlamaForCausalLM,
+            LlamaConfig,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=VOCAB,
+        ),
+        _left_padded_inputs,
+        lambda out: out.logits,
+        lambda inputs: inputs["attention_mask"].bool(),
     ),
 }
 SEED_MODELS = ["t5-encoder", "t5-seq2seq", "vit", "wav2vec2", "bert"]
@@ -135,9 +193,13 @@ def _wrapped(case: Case, **settings) -> nn.Module:
 def test_zero_alpha_matches_unwrapped(name: str, warmup_steps: int) -> None:
     case = CASES[name]
     plain = case.build("sdpa")
-    wrapped = wrap_model_with_qgfd(copy.deepcopy(plain), MultiHeadQGFDLayer, verbose=False,
-                                   target_alpha=0.0 if warmup_steps == 0 else 0.5,
-                                   warmup_steps=warmup_steps)
+    wrapped = wrap_model_with_qgfd(
+        copy.deepcopy(plain),
+        MultiHeadQGFDLayer,
+        verbose=False,
+        target_alpha=0.0 if warmup_steps == 0 else 0.5,
+        warmup_steps=warmup_steps,
+    )
     assert wrapped.config._attn_implementation == "qgfd"
     torch.testing.assert_close(_run(case, wrapped), _run(case, plain), atol=ATOL, rtol=0)
 
@@ -207,7 +269,9 @@ def test_step_buffer_round_trips_through_state_dict(tmp_path) -> None:
 
 def test_trainer_callback_sets_the_global_step() -> None:
     model = _wrapped(CASES["vit"], warmup_steps=100)
-    QGFDStepCallback().on_step_begin(None, TrainerState(global_step=42), TrainerControl(), model=model)
+    QGFDStepCallback().on_step_begin(
+        None, TrainerState(global_step=42), TrainerControl(), model=model
+    )
     assert {int(m.step) for m in model.modules() if isinstance(m, MultiHeadQGFDLayer)} == {42}
 
 
@@ -233,16 +297,26 @@ def test_from_pretrained_with_qgfd_implementation(tmp_path) -> None:
     case.build("sdpa").save_pretrained(tmp_path)
     loaded = T5EncoderModel.from_pretrained(tmp_path, attn_implementation="qgfd").eval()
     assert loaded.config._attn_implementation == "qgfd"
-    torch.testing.assert_close(_run(case, loaded), _run(case, case.build("qgfd")), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        _run(case, loaded), _run(case, case.build("qgfd")), atol=ATOL, rtol=0
+    )
 
 
 # (e) bad settings name the field ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value", [
-    ("target_alpha", -0.1), ("target_alpha", 1.5), ("transition", "bogus"),
-    ("diffusion_steps", -1), ("warmup_steps", 2.5), ("temp", 0.0), ("topk", 0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("target_alpha", -0.1),
+        ("target_alpha", 1.5),
+        ("transition", "bogus"),
+        ("diffusion_steps", -1),
+        ("warmup_steps", 2.5),
+        ("temp", 0.0),
+        ("topk", 0),
+    ],
+)
 def test_bad_setting_raises_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         QGFDSettings(**{field: value})
@@ -269,10 +343,13 @@ def test_padded_tokens_get_no_mass(name: str) -> None:
     model = _wrapped(case, target_alpha=0.5, warmup_steps=0)
     inputs = case.inputs()
     changed = dict(inputs, input_ids=inputs["input_ids"].clone())
-    changed["input_ids"][1, L - 3:] = 3  # other tokens at the padded positions
+    changed["input_ids"][1, L - 3 :] = 3  # other tokens at the padded positions
     out, out_changed = _run(case, model, inputs), _run(case, model, changed)
     if name == "bert":  # encoder outputs: compare the real tokens only
-        out, out_changed = out[inputs["attention_mask"].bool()], out_changed[inputs["attention_mask"].bool()]
+        out, out_changed = (
+            out[inputs["attention_mask"].bool()],
+            out_changed[inputs["attention_mask"].bool()],
+        )
     torch.testing.assert_close(out_changed, out, atol=ATOL, rtol=0)
 
 
@@ -305,8 +382,12 @@ def test_cached_decoding_matches_full_pass() -> None:
     full = llama(**inputs).logits
     first = llama(input_ids=ids[:, :5], attention_mask=mask[:, :5], use_cache=True)
     for t in (5, 6):  # one token at a time
-        step = llama(input_ids=ids[:, t:t + 1], attention_mask=mask[:, :t + 1],
-                     past_key_values=first.past_key_values, use_cache=True)
+        step = llama(
+            input_ids=ids[:, t : t + 1],
+            attention_mask=mask[:, : t + 1],
+            past_key_values=first.past_key_values,
+            use_cache=True,
+        )
         torch.testing.assert_close(step.logits[:, 0], full[:, t], atol=ATOL, rtol=0)
 
 
@@ -341,6 +422,7 @@ def test_verbose_reports_wrapped_modules(capsys) -> None:
 def test_float64_zero_alpha_is_exact() -> None:
     case = CASES["t5-seq2seq"]
     plain = case.build("sdpa").double()
-    wrapped = wrap_model_with_qgfd(copy.deepcopy(plain), verbose=False, target_alpha=0.5,
-                                   warmup_steps=10)  # step 0: alpha tensor 0 through the kernel
+    wrapped = wrap_model_with_qgfd(
+        copy.deepcopy(plain), verbose=False, target_alpha=0.5, warmup_steps=10
+    )  # step 0: alpha tensor 0 through the kernel
     torch.testing.assert_close(_run(case, wrapped), _run(case, plain), atol=1e-12, rtol=0)

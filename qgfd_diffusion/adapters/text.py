@@ -139,7 +139,9 @@ class TextAdapter(PretrainedEncoderAdapter):
         )
         return self._token_features(tokens["input_ids"], tokens["attention_mask"])
 
-    def _token_features(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _token_features(
+        self, input_ids: Tensor, attention_mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Token ids [B,L] and mask [B,L] -> z [B,L,C], mask [B,L] bool, ids [B,L]."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         h = self._text_encoder()(
@@ -149,7 +151,7 @@ class TextAdapter(PretrainedEncoderAdapter):
 
     @torch.no_grad()
     def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> LatentBatch:
-        """Already tokenized text (the tokenizer's ``input_ids`` / ``attention_mask``) -> latents."""
+        """Tokenized text (the tokenizer's ``input_ids`` / ``attention_mask``) -> latents."""
         z, mask, _ = self._token_features(input_ids, attention_mask)
         x0 = self.normalise(z).masked_fill(~mask[..., None], 0.0)  # padded tokens at 0, as encode
         return LatentBatch(latents=x0, layout=LatentLayout("sequence", (z.shape[1],)), mask=mask)

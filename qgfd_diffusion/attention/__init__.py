@@ -16,8 +16,13 @@ from .multihead import MultiheadAttention, QGFDMultiheadAttention, make_attentio
 from .reference import naive_qgfd_attention
 
 # The transformers integration imports transformers; load it on first use only.
-_HF_NAMES = ("MultiHeadQGFDLayer", "QGFDSettings", "QGFDStepCallback", "register_qgfd_attention",
-             "wrap_model_with_qgfd")
+_HF_NAMES = (
+    "MultiHeadQGFDLayer",
+    "QGFDSettings",
+    "QGFDStepCallback",
+    "register_qgfd_attention",
+    "wrap_model_with_qgfd",
+)
 
 
 def __getattr__(name):
@@ -26,6 +31,7 @@ def __getattr__(name):
 
         return getattr(hf, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     *_HF_NAMES,

@@ -99,8 +99,15 @@ def qgfd_attention(
         )
     a = _alpha_as_tensor(alpha, query)  # float or [B|1, H|1, 1, 1]
     P = build_transition(
-        query, key, attn_mask, transition=transition, topk=topk, temperature=temperature,
-        graph=graph, scale=s, detach=detach_transition,
+        query,
+        key,
+        attn_mask,
+        transition=transition,
+        topk=topk,
+        temperature=temperature,
+        graph=graph,
+        scale=s,
+        detach=detach_transition,
     )
     if steps is None or _use_materialized(path, P, query, key, value):
         P = DenseTransition(P.dense())
@@ -207,7 +214,9 @@ def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
     return a.reshape(*a.shape, *([1] * (4 - a.dim()))) if a.dim() else a
 
 
-def _use_materialized(path: PathKind, P: Transition, query: Tensor, key: Tensor, value: Tensor) -> bool:
+def _use_materialized(
+    path: PathKind, P: Transition, query: Tensor, key: Tensor, value: Tensor
+) -> bool:
     if path != "auto":
         return path == "materialized"
     if not isinstance(P, SoftmaxTransition) or isinstance(P, TopKSoftmaxTransition):
@@ -236,7 +245,9 @@ def _check_inputs(query, key, value, transition, iteration, steps, topk, tempera
     if steps is not None and (not isinstance(steps, int) or steps < 0):
         raise ValueError(f"steps must be an int >= 0 or None (the fixed point), got {steps!r}")
     if steps is None and iteration == "power":
-        raise ValueError("iteration='power' needs a finite number of steps (steps=None is ppr only)")
+        raise ValueError(
+            "iteration='power' needs a finite number of steps (steps=None is ppr only)"
+        )
     if transition == "attention" and query.shape[-2] != key.shape[-2]:
         raise ValueError(
             f"transition='attention' uses P = p0 and needs Lq = N; got Lq = {query.shape[-2]}, "
@@ -245,8 +256,10 @@ def _check_inputs(query, key, value, transition, iteration, steps, topk, tempera
     if transition == "graph" and graph is None:
         raise ValueError("transition='graph' needs graph= (an [N, N] or [B, N, N] adjacency)")
     if topk is not None and (topk < 1 or transition not in ("keys", "cosine", "attention")):
-        raise ValueError(f"topk must be >= 1 and needs a softmax transition; got topk={topk}, "
-                         f"transition={transition!r}")
+        raise ValueError(
+            f"topk must be >= 1 and needs a softmax transition; got topk={topk}, "
+            f"transition={transition!r}"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 

@@ -137,7 +137,9 @@ class MultiHeadQGFDLayer(nn.Module):
         return warmup_alpha(s.target_alpha, self.step, s.warmup_steps)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{f.name}={getattr(self.settings, f.name)!r}" for f in fields(self.settings))
+        return ", ".join(
+            f"{f.name}={getattr(self.settings, f.name)!r}" for f in fields(self.settings)
+        )
 
 
 # Used by modules that run with attn_implementation="qgfd" but carry no `qgfd` state.
@@ -165,8 +167,10 @@ def qgfd_attention_forward(
     if kwargs.get("softcap") is not None:
         raise ValueError("attn_implementation='qgfd' does not support softcap; use 'eager'")
     if kwargs.get("cache") is not None:
-        raise ValueError("attn_implementation='qgfd' does not support paged caches "
-                         "(continuous batching); use a regular cache")
+        raise ValueError(
+            "attn_implementation='qgfd' does not support paged caches "
+            "(continuous batching); use a regular cache"
+        )
     n_rep = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)  # [B, H, N, d]
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -220,12 +224,23 @@ class _AttendWith:
     def qgfd(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
         s = self.state.settings
         return qgfd_attention(
-            query, key, value, mask, alpha=self.state.alpha(), steps=s.diffusion_steps,
-            transition=s.transition, topk=s.topk, temperature=s.temp, scale=self.scaling,
-            dropout_p=self.dropout, detach_transition=s.detach_P,
+            query,
+            key,
+            value,
+            mask,
+            alpha=self.state.alpha(),
+            steps=s.diffusion_steps,
+            transition=s.transition,
+            topk=s.topk,
+            temperature=s.temp,
+            scale=self.scaling,
+            dropout_p=self.dropout,
+            detach_transition=s.detach_P,
         )
 
-    def plain(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, why: str) -> Tensor:
+    def plain(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, why: str
+    ) -> Tensor:
         warnings.warn(f"qgfd attention fell back to plain SDPA for this call: {why}", stacklevel=3)
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=mask, dropout_p=self.dropout, scale=self.scaling
@@ -240,8 +255,14 @@ def _dispatch(
         return attend.qgfd(query, key, value, mask)
     if bool((mask == mask[..., :1, :]).all()):  # the same key-padding for every query
         return attend.qgfd(query, key, value, mask[..., :1, :])  # [B|1, H|1, 1, N]
-    return attend.plain(query, key, value, mask, "the query rows of the cross-attention mask "
-                        "differ, so it cannot apply to the transition P over keys")
+    return attend.plain(
+        query,
+        key,
+        value,
+        mask,
+        "the query rows of the cross-attention mask "
+        "differ, so it cannot apply to the transition P over keys",
+    )
 
 
 def _causal_decode(
@@ -265,7 +286,7 @@ def _causal_decode(
         return attend.plain(query, key, value, mask, why)
     pad = query.new_zeros(B, H, N - Lq, d)  # placeholder queries for the earlier positions
     out = attend.qgfd(torch.cat([pad, query], dim=2), key, value, full)  # [B, H, N, d]
-    return out[:, :, N - Lq:]  # [B, H, Lq, d]
+    return out[:, :, N - Lq :]  # [B, H, Lq, d]
 
 
 def _rebuild_causal_mask(
@@ -283,13 +304,15 @@ def _rebuild_causal_mask(
         if attention_mask.dtype != torch.bool:
             return None, "a float attention mask cannot be rebuilt over all keys"
         full = full & attention_mask[..., -1:, :]  # [B|1, 1, N, N]
-        if not torch.equal(full[..., N - Lq:, :].expand_as(attention_mask), attention_mask):
+        if not torch.equal(full[..., N - Lq :, :].expand_as(attention_mask), attention_mask):
             return None, "the decoding mask is not causal AND key-padding (e.g. a sliding window)"
     if position_bias is None:
         return full, ""
     bias = _relative_bias_from_last_row(position_bias)  # [B|1, H, N, N]
-    rows = full[..., N - Lq:, :]  # [B|1, 1, Lq, N]
-    if not torch.equal(torch.where(rows, bias[..., N - Lq:, :], 0), torch.where(rows, position_bias, 0)):
+    rows = full[..., N - Lq :, :]  # [B|1, 1, Lq, N]
+    if not torch.equal(
+        torch.where(rows, bias[..., N - Lq :, :], 0), torch.where(rows, position_bias, 0)
+    ):
         return None, "the position bias is not a function of the offset j - i"
     return create_position_bias_mask(bias, full, False, query, key), ""
 
@@ -344,8 +367,12 @@ def wrap_model_with_qgfd(
     if not (isinstance(layer_cls, type) and issubclass(layer_cls, MultiHeadQGFDLayer)):
         raise TypeError(f"layer_cls must be MultiHeadQGFDLayer or a subclass, got {layer_cls!r}")
     base = QGFDSettings(
-        diffusion_steps=diffusion_steps, target_alpha=target_alpha, warmup_steps=warmup_steps,
-        detach_P=detach_P, temp=temp, **settings,
+        diffusion_steps=diffusion_steps,
+        target_alpha=target_alpha,
+        warmup_steps=warmup_steps,
+        detach_P=detach_P,
+        temp=temp,
+        **settings,
     )
     modules = [m for m in model.modules() if routes_through_registry(m)]
     if not modules:
@@ -359,19 +386,26 @@ def wrap_model_with_qgfd(
         module.qgfd = layer_cls(base).to(None if param is None else param.device)
     _switch_implementation(model, modules)
     if verbose:
-        print(f"wrap_model_with_qgfd: {len(modules)} attention modules -> qgfd "
-              f"({_count_classes(modules)}); {base}")
+        print(
+            f"wrap_model_with_qgfd: {len(modules)} attention modules -> qgfd "
+            f"({_count_classes(modules)}); {base}"
+        )
     return model
 
 
 def _switch_implementation(model: nn.Module, modules: list[nn.Module]) -> None:
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(QGFD_ATTN_IMPLEMENTATION)
-    stuck = {type(m).__name__ for m in modules
-             if m.config._attn_implementation != QGFD_ATTN_IMPLEMENTATION}
+    stuck = {
+        type(m).__name__
+        for m in modules
+        if m.config._attn_implementation != QGFD_ATTN_IMPLEMENTATION
+    }
     if stuck:
-        raise ValueError(f"could not switch {sorted(stuck)} of {type(model).__name__} to "
-                         f"attn_implementation={QGFD_ATTN_IMPLEMENTATION!r}")
+        raise ValueError(
+            f"could not switch {sorted(stuck)} of {type(model).__name__} to "
+            f"attn_implementation={QGFD_ATTN_IMPLEMENTATION!r}"
+        )
 
 
 def _count_classes(modules: list[nn.Module]) -> str:

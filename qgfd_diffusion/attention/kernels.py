@@ -48,8 +48,16 @@ def check_range(field: str, value: float, low: float, high: float = math.inf) ->
 class AttentionKernel(nn.Module):
     """Base class: ``forward(q, k, v, attn_mask=None, *, dropout_p=0.0, **extra)``."""
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, *,
-                dropout_p: float = 0.0, **extra) -> Tensor:
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Tensor | None = None,
+        *,
+        dropout_p: float = 0.0,
+        **extra,
+    ) -> Tensor:
         raise NotImplementedError
 
 
@@ -94,9 +102,14 @@ class QGFDKernel(AttentionKernel):
         if steps is not None:
             check_range("steps", steps, 0)
         self.options = dict(
-            steps=steps, transition=transition, iteration=iteration, topk=topk,
-            temperature=temperature, early_stop_eps=early_stop_eps,
-            detach_transition=detach_transition, path=path,
+            steps=steps,
+            transition=transition,
+            iteration=iteration,
+            topk=topk,
+            temperature=temperature,
+            early_stop_eps=early_stop_eps,
+            detach_transition=detach_transition,
+            path=path,
         )
         self.alpha_mode, self.target_alpha, self.warmup_steps = alpha_mode, alpha, warmup_steps
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
@@ -119,8 +132,9 @@ class QGFDKernel(AttentionKernel):
 
     def forward(self, q, k, v, attn_mask=None, *, dropout_p=0.0, alpha=None, graph=None, **extra):
         a = self.current_alpha() if alpha is None else alpha
-        return qgfd_attention(q, k, v, attn_mask, alpha=a, graph=graph, dropout_p=dropout_p,
-                              **self.options)
+        return qgfd_attention(
+            q, k, v, attn_mask, alpha=a, graph=graph, dropout_p=dropout_p, **self.options
+        )
 
     def extra_repr(self) -> str:
         return f"alpha={self.target_alpha}, alpha_mode={self.alpha_mode}, {self.options}"
@@ -134,8 +148,15 @@ def warmup_alpha(target: float, step: Tensor, warmup_steps: int) -> Tensor:
 class HeatKernel(AttentionKernel):
     """Heat-kernel attention (seed 004): logits q.k / (2 t sqrt d), diffusion time t per head."""
 
-    def __init__(self, num_heads: int, *, t: float = 0.28, mode: HeatMode = "fixed",
-                 depth: int = 4, reference_depth: int = 4):
+    def __init__(
+        self,
+        num_heads: int,
+        *,
+        t: float = 0.28,
+        mode: HeatMode = "fixed",
+        depth: int = 4,
+        reference_depth: int = 4,
+    ):
         super().__init__()
         check_choice("heat mode", mode, HeatMode)
         check_range("t", t, 1e-6)
@@ -153,8 +174,9 @@ class HeatKernel(AttentionKernel):
 
     def forward(self, q, k, v, attn_mask=None, *, dropout_p=0.0, **extra):
         inv_two_t = (0.5 / self.diffusion_time()).to(q.dtype).view(1, -1, 1, 1)  # [1, H, 1, 1]
-        return F.scaled_dot_product_attention(q * inv_two_t, k, v, attn_mask=attn_mask,
-                                              dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(
+            q * inv_two_t, k, v, attn_mask=attn_mask, dropout_p=dropout_p
+        )
 
 
 class DIFFormerKernel(AttentionKernel):

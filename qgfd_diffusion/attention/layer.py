@@ -20,9 +20,16 @@ class QGFDLayer(nn.Module):
     row-normalised adjacency. Runs on the O(N) recursion on values, never looping p @ P.
     """
 
-    def __init__(self, dim: int, proj_dim: int | None = None, topk: int | None = 8,
-                 diffusion_steps: int = 4, alpha: float = 0.8, use_bias: bool = False,
-                 detach_transition: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        proj_dim: int | None = None,
+        topk: int | None = 8,
+        diffusion_steps: int = 4,
+        alpha: float = 0.8,
+        use_bias: bool = False,
+        detach_transition: bool = False,
+    ):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -48,15 +55,26 @@ class QGFDLayer(nn.Module):
         K = self.k_proj(kv).unsqueeze(1)  # [B, 1, N, Dp]
         V = self.v_proj(kv).unsqueeze(1)
         out = qgfd_attention(
-            Q, K, V, alpha=self.alpha, steps=self.diffusion_steps,
-            transition="keys" if adj is None else "graph", graph=adj,
-            topk=self.topk if adj is None else None, detach_transition=self.detach_transition,
+            Q,
+            K,
+            V,
+            alpha=self.alpha,
+            steps=self.diffusion_steps,
+            transition="keys" if adj is None else "graph",
+            graph=adj,
+            topk=self.topk if adj is None else None,
+            detach_transition=self.detach_transition,
         )
         return self.out_proj(out.squeeze(1))  # [B, Lq, D]
 
 
-def transition_from_networkx(graph, nodelist=None, weight: str | None = "weight",
-                             sparse: bool = True, dtype: torch.dtype = torch.float32) -> Tensor:
+def transition_from_networkx(
+    graph,
+    nodelist=None,
+    weight: str | None = "weight",
+    sparse: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """A networkx graph -> row-stochastic transition P [N, N] (torch sparse COO or dense).
 
     Rows are normalised by out-degree; a node without out-edges keeps its mass (self-loop).
@@ -74,6 +92,7 @@ def transition_from_networkx(graph, nodelist=None, weight: str | None = "weight"
     cols = np.concatenate([adjacency.col, dangling])
     values = np.concatenate([adjacency.data / degree[adjacency.row], np.ones(len(dangling))])
     n = adjacency.shape[0]
-    P = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (n, n), dtype=dtype,
-                                check_invariants=True).coalesce()
+    P = torch.sparse_coo_tensor(
+        np.stack([rows, cols]), values, (n, n), dtype=dtype, check_invariants=True
+    ).coalesce()
     return P if sparse else P.to_dense()

@@ -31,7 +31,9 @@ def as_additive_bias(attn_mask: Tensor | None, dtype: torch.dtype) -> Tensor | N
         return None
     if attn_mask.dtype == torch.bool:
         zeros = torch.zeros((), dtype=dtype, device=attn_mask.device)
-        return torch.where(attn_mask, zeros, torch.tensor(float("-inf"), dtype=dtype, device=attn_mask.device))
+        return torch.where(
+            attn_mask, zeros, torch.tensor(float("-inf"), dtype=dtype, device=attn_mask.device)
+        )
     return attn_mask.to(dtype)
 
 

@@ -21,11 +21,21 @@ class MultiheadAttention(nn.Module):
     Extra keywords (``alpha``, ``graph``) go to the kernel.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, kernel: AttentionKernel, *,
-                 kv_dim: int | None = None, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        kernel: AttentionKernel,
+        *,
+        kv_dim: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ):
         super().__init__()
         if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+            raise ValueError(
+                f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
+            )
         kv_dim = embed_dim if kv_dim is None else kv_dim
         self.num_heads, self.dropout, self.kernel = num_heads, dropout, kernel
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
@@ -33,8 +43,14 @@ class MultiheadAttention(nn.Module):
         self.v_proj = nn.Linear(kv_dim, embed_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
-    def forward(self, x_q: Tensor, x_kv: Tensor | None = None, key_padding_mask: Tensor | None = None,
-                attn_mask: Tensor | None = None, **kernel_kwargs) -> Tensor:
+    def forward(
+        self,
+        x_q: Tensor,
+        x_kv: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        **kernel_kwargs,
+    ) -> Tensor:
         x_kv = x_q if x_kv is None else x_kv
         split = lambda t: rearrange(t, "b l (h d) -> b h l d", h=self.num_heads)
         q, k, v = split(self.q_proj(x_q)), split(self.k_proj(x_kv)), split(self.v_proj(x_kv))
@@ -65,14 +81,32 @@ class QGFDMultiheadAttention(MultiheadAttention):
     temperature, alpha_mode, warmup_steps, early_stop_eps, detach_transition, path).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, *, kv_dim: int | None = None,
-                 dropout: float = 0.0, bias: bool = True, **qgfd_options):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        kv_dim: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        **qgfd_options,
+    ):
         kernel = QGFDKernel(num_heads, **qgfd_options)
         super().__init__(embed_dim, num_heads, kernel, kv_dim=kv_dim, dropout=dropout, bias=bias)
 
 
-def make_attention(kind: AttentionKind, embed_dim: int, num_heads: int, *, kv_dim: int | None = None,
-                   dropout: float = 0.0, bias: bool = True, **kernel_options) -> MultiheadAttention:
+def make_attention(
+    kind: AttentionKind,
+    embed_dim: int,
+    num_heads: int,
+    *,
+    kv_dim: int | None = None,
+    dropout: float = 0.0,
+    bias: bool = True,
+    **kernel_options,
+) -> MultiheadAttention:
     """Multi-head attention of any kind (``sdpa``, ``qgfd``, ``heat``, ``difformer``)."""
     kernel = make_attention_kernel(kind, num_heads, **kernel_options)
-    return MultiheadAttention(embed_dim, num_heads, kernel, kv_dim=kv_dim, dropout=dropout, bias=bias)
+    return MultiheadAttention(
+        embed_dim, num_heads, kernel, kv_dim=kv_dim, dropout=dropout, bias=bias
+    )

@@ -157,7 +157,9 @@ class GraphTransition:
         m = _key_weights(self.key_mask, W)  # [b, h, N, 1]
         masked_W = m * W  # [B, H, N, dv]
         numerator = self._apply_A(masked_W)
-        out_degree = self._apply_A(m.expand(*masked_W.shape[:2], -1, -1).contiguous())  # [B, H, N, 1]
+        out_degree = self._apply_A(
+            m.expand(*masked_W.shape[:2], -1, -1).contiguous()
+        )  # [B, H, N, 1]
         dangling = out_degree <= 0
         return torch.where(dangling, W, numerator / out_degree.masked_fill(dangling, 1.0))
 
@@ -168,7 +170,9 @@ class GraphTransition:
         return self.matmul(eye.expand(batch, 1, N, N))  # P = P I
 
 
-def linear_kernel_attention(q_hat: Tensor, k_hat: Tensor, V: Tensor, key_mask: Tensor | None) -> Tensor:
+def linear_kernel_attention(
+    q_hat: Tensor, k_hat: Tensor, V: Tensor, key_mask: Tensor | None
+) -> Tensor:
     """DIFFormer-s attention rownorm(1 + q~ k~^T) V in O(N d dv), never building N x N.
 
     q_hat [B, H, Lq, d], k_hat [B, H, N, d] (unit rows), V [B, H, N, dv], key_mask [b, h, N].

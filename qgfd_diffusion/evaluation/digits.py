@@ -64,8 +64,9 @@ def as_image_batch(images: Any, name: str = "images") -> Tensor:
     if batch.ndim == 3:
         batch = batch.unsqueeze(1)  # [N, 28, 28] -> [N, 1, 28, 28]
     if batch.ndim != 4 or tuple(batch.shape[1:]) != IMAGE_SHAPE or batch.shape[0] == 0:
-        raise ValueError(f"{name} must have shape [N, 1, 28, 28] with N >= 1, "
-                         f"got {tuple(batch.shape)}")
+        raise ValueError(
+            f"{name} must have shape [N, 1, 28, 28] with N >= 1, got {tuple(batch.shape)}"
+        )
     if not torch.isfinite(batch).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return batch
@@ -75,14 +76,17 @@ def as_label_vector(labels: Any, count: int, name: str = "labels") -> Tensor:
     """[N] integer class ids in [0, K) -> int64 tensor [N], checked against the image count."""
     vector = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
     if vector.ndim != 1 or vector.shape[0] != count:
-        raise ValueError(f"{name} must have shape [{count}] (one per image), "
-                         f"got {tuple(vector.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{count}] (one per image), got {tuple(vector.shape)}"
+        )
     if vector.is_floating_point() or vector.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class ids, got dtype {vector.dtype}")
     vector = vector.to(torch.int64).cpu()
     if vector.min() < 0 or vector.max() >= NUM_CLASSES:
-        raise ValueError(f"{name} must lie in [0, {NUM_CLASSES}), got range "
-                         f"[{int(vector.min())}, {int(vector.max())}]")
+        raise ValueError(
+            f"{name} must lie in [0, {NUM_CLASSES}), got range "
+            f"[{int(vector.min())}, {int(vector.max())}]"
+        )
     return vector
 
 
@@ -90,18 +94,26 @@ class DigitClassifier(nn.Module):
     """conv3x3 -> ReLU -> pool -> conv3x3 -> ReLU -> pool -> linear (features, F) -> ReLU
     -> linear (logits, K)."""
 
-    def __init__(self, config: DigitClassifierConfig | None = None,
-                 training_record: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: DigitClassifierConfig | None = None,
+        training_record: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config or DigitClassifierConfig()
         self.training_record = dict(training_record or {})
         c1, c2 = self.config.conv_channels
         pooled_side = IMAGE_SHAPE[1] // 4  # two 2x2 poolings: 28 -> 14 -> 7
         self.body = nn.Sequential(
-            nn.Conv2d(IMAGE_SHAPE[0], c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(IMAGE_SHAPE[0], c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),  # [N, c2, 7, 7] -> [N, c2 * 49]
-            nn.Linear(c2 * pooled_side * pooled_side, self.config.feature_dim), nn.ReLU(),
+            nn.Linear(c2 * pooled_side * pooled_side, self.config.feature_dim),
+            nn.ReLU(),
         )
         self.head = nn.Linear(self.config.feature_dim, self.config.num_classes)
 
@@ -117,8 +129,9 @@ class DigitClassifier(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return torch.cat([part(chunk.to(device)).cpu()
-                              for chunk in batch.split(INFERENCE_BATCH)])
+            return torch.cat(
+                [part(chunk.to(device)).cpu() for chunk in batch.split(INFERENCE_BATCH)]
+            )
         finally:
             self.train(was_training)
 
@@ -141,8 +154,9 @@ class DigitClassifier(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         _replace_atomically(folder / WEIGHTS_FILE, lambda path: save_file(state, str(path)))
         meta = {"config": asdict(self.config), "training_record": self.training_record}
-        _replace_atomically(folder / CONFIG_FILE,
-                            lambda path: path.write_text(json.dumps(meta, indent=2)))
+        _replace_atomically(
+            folder / CONFIG_FILE, lambda path: path.write_text(json.dumps(meta, indent=2))
+        )
         return folder
 
     @classmethod
@@ -186,8 +200,10 @@ class DigitTrainingConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and learning_rate > 0, got "
-                             f"{self.epochs}, {self.batch_size}, {self.learning_rate}")
+            raise ValueError(
+                "epochs and batch_size must be >= 1 and learning_rate > 0, got "
+                f"{self.epochs}, {self.batch_size}, {self.learning_rate}"
+            )
 
 
 def _seeded_classifier(config: DigitClassifierConfig, seed: int) -> DigitClassifier:
@@ -197,9 +213,9 @@ def _seeded_classifier(config: DigitClassifierConfig, seed: int) -> DigitClassif
         return DigitClassifier(config)
 
 
-def train_digit_classifier(images: Any, labels: Any, *,
-                           config: DigitTrainingConfig | None = None,
-                           **overrides: Any) -> DigitClassifier:
+def train_digit_classifier(
+    images: Any, labels: Any, *, config: DigitTrainingConfig | None = None, **overrides: Any
+) -> DigitClassifier:
     """Train a `DigitClassifier` on real digits [N, 1, 28, 28] in [0, 1] with labels [N].
 
     `overrides` replace fields of `config` (default `DigitTrainingConfig()`), e.g.
@@ -215,8 +231,11 @@ def train_digit_classifier(images: Any, labels: Any, *,
     _fit(model, batch, targets, config)
     seconds = time.perf_counter() - started
     record = {k: v for k, v in asdict(config).items() if k != "model"}  # model: in config.json
-    record.update(train_images=int(batch.shape[0]), seconds=seconds,
-                  train_accuracy=class_accuracy(model, batch, targets))
+    record.update(
+        train_images=int(batch.shape[0]),
+        seconds=seconds,
+        train_accuracy=class_accuracy(model, batch, targets),
+    )
     model.training_record = record
     return model.eval()
 
@@ -229,16 +248,17 @@ def _with_overrides(config: DigitTrainingConfig, overrides: dict[str, Any]) -> D
     return replace(config, **overrides)
 
 
-def _fit(model: DigitClassifier, images: Tensor, targets: Tensor,
-         config: DigitTrainingConfig) -> None:
+def _fit(
+    model: DigitClassifier, images: Tensor, targets: Tensor, config: DigitTrainingConfig
+) -> None:
     """Mini-batch AdamW with a linear learning-rate decay; all randomness from `config.seed`."""
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     steps_per_epoch = -(-images.shape[0] // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  lambda step: 1.0 - step / total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total_steps)
     model.train()
     for _ in range(config.epochs):
         order = torch.randperm(images.shape[0], generator=generator)
@@ -265,8 +285,9 @@ def _augment(images: Tensor, config: DigitTrainingConfig, generator: torch.Gener
     shift = torch.stack([uniform(config.max_shift_pixels), uniform(config.max_shift_pixels)], 1)
     shift = shift * 2 / IMAGE_SHAPE[-1]  # pixels -> affine_grid's [-1, 1] coordinates
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # [B, 2, 3]
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )  # [B, 2, 3]
     grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
     return nn.functional.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
 
@@ -278,8 +299,13 @@ def class_accuracy(classifier: DigitClassifier, images: Any, requested_labels: A
     return float((classifier.predict(batch) == targets).double().mean())
 
 
-def digit_report(classifier: DigitClassifier, generated: Any, requested_labels: Any,
-                 heldout_real: Any, seed: int = 0) -> dict[str, float]:
+def digit_report(
+    classifier: DigitClassifier,
+    generated: Any,
+    requested_labels: Any,
+    heldout_real: Any,
+    seed: int = 0,
+) -> dict[str, float]:
     """The issue's image figures for one set of class-conditional samples [N, 1, 28, 28].
 
     The held-out real digits [M, 1, 28, 28] (or a pair (images, labels)) are split into two
@@ -289,8 +315,9 @@ def digit_report(classifier: DigitClassifier, generated: Any, requested_labels: 
     Returns {"class_accuracy", "frechet_distance", "real_vs_real_floor", "generated_images",
     "real_images" (M), and "real_class_accuracy" when held-out labels are given}.
     """
-    real_images, real_labels = heldout_real if isinstance(heldout_real, tuple) else (
-        heldout_real, None)
+    real_images, real_labels = (
+        heldout_real if isinstance(heldout_real, tuple) else (heldout_real, None)
+    )
     generated_features = classifier.features(generated)  # [N, F]
     half_a, half_b = random_halves(classifier.features(real_images), seed)  # 2 x [M // 2, F]
     report = {

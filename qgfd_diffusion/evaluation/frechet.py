@@ -63,19 +63,24 @@ def trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eigvals, 0.0, None)).sum())
 
 
-def frechet_distance_from_statistics(mu_a: np.ndarray, sigma_a: np.ndarray,
-                                     mu_b: np.ndarray, sigma_b: np.ndarray) -> float:
+def frechet_distance_from_statistics(
+    mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray
+) -> float:
     """d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) for means [F], covs [F, F]."""
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     sigma_a, sigma_b = np.asarray(sigma_a, np.float64), np.asarray(sigma_b, np.float64)
     dim = mu_a.shape[0]
-    for name, value, shape in (("mu_b", mu_b, (dim,)), ("sigma_a", sigma_a, (dim, dim)),
-                               ("sigma_b", sigma_b, (dim, dim))):
+    for name, value, shape in (
+        ("mu_b", mu_b, (dim,)),
+        ("sigma_a", sigma_a, (dim, dim)),
+        ("sigma_b", sigma_b, (dim, dim)),
+    ):
         if value.shape != shape:
             raise ValueError(f"{name} has shape {value.shape}; expected {shape} to match mu_a")
     mean_term = float(np.sum((mu_a - mu_b) ** 2))
     cov_term = float(np.trace(sigma_a) + np.trace(sigma_b)) - 2.0 * trace_sqrt_product(
-        sigma_a, sigma_b)
+        sigma_a, sigma_b
+    )
     return max(mean_term + cov_term, 0.0)  # exact value is >= 0; rounding may leave -1e-12
 
 
@@ -84,10 +89,13 @@ def frechet_distance(features_a: ArrayLike, features_b: ArrayLike) -> float:
     matrix_a = _as_feature_matrix(features_a, "features_a")
     matrix_b = _as_feature_matrix(features_b, "features_b")
     if matrix_a.shape[1] != matrix_b.shape[1]:
-        raise ValueError(f"feature dimensions differ: features_a has F={matrix_a.shape[1]}, "
-                         f"features_b has F={matrix_b.shape[1]}")
-    return frechet_distance_from_statistics(*gaussian_statistics(matrix_a),
-                                            *gaussian_statistics(matrix_b))
+        raise ValueError(
+            f"feature dimensions differ: features_a has F={matrix_a.shape[1]}, "
+            f"features_b has F={matrix_b.shape[1]}"
+        )
+    return frechet_distance_from_statistics(
+        *gaussian_statistics(matrix_a), *gaussian_statistics(matrix_b)
+    )
 
 
 def random_halves(features: ArrayLike, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +105,7 @@ def random_halves(features: ArrayLike, seed: int = 0) -> tuple[np.ndarray, np.nd
         raise ValueError(f"features needs at least 4 samples to split in halves, got {len(matrix)}")
     order = np.random.default_rng(seed).permutation(matrix.shape[0])
     half = matrix.shape[0] // 2
-    return matrix[order[:half]], matrix[order[half: 2 * half]]
+    return matrix[order[:half]], matrix[order[half : 2 * half]]
 
 
 def real_vs_real_floor(features: ArrayLike, seed: int = 0) -> float:

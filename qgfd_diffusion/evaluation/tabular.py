@@ -35,11 +35,13 @@ SHOWN_LABELS = 5
 
 
 CLASSIFIERS: dict[str, Callable[[int], Any]] = {
-    "random_forest": lambda seed: RandomForestClassifier(n_estimators=FOREST_TREES,
-                                                         random_state=seed, n_jobs=1),
+    "random_forest": lambda seed: RandomForestClassifier(
+        n_estimators=FOREST_TREES, random_state=seed, n_jobs=1
+    ),
     "gradient_boosting": lambda seed: GradientBoostingClassifier(random_state=seed),
     "logistic_regression": lambda seed: make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=LOGISTIC_MAX_ITER)),
+        StandardScaler(), LogisticRegression(max_iter=LOGISTIC_MAX_ITER)
+    ),
 }
 """Seeded, single-threaded scikit-learn classifiers by name (a fresh one per call)."""
 
@@ -59,38 +61,55 @@ def _check_table(table: Any, name: str, columns: Sequence[str]) -> pd.DataFrame:
     return table
 
 
-def _feature_columns(real_train: pd.DataFrame, target: str,
-                     categorical: Sequence[str]) -> tuple[list[str], list[str]]:
+def _feature_columns(
+    real_train: pd.DataFrame, target: str, categorical: Sequence[str]
+) -> tuple[list[str], list[str]]:
     """(numeric, categorical) feature columns: every real column but the target."""
     if target not in real_train.columns:
-        raise ValueError(f"unknown target column {target!r}; real_train has "
-                         f"{list(real_train.columns)}")
+        raise ValueError(
+            f"unknown target column {target!r}; real_train has {list(real_train.columns)}"
+        )
     unknown = [c for c in categorical if c not in real_train.columns]
     if unknown:
-        raise ValueError(f"unknown categorical column(s) {unknown}; real_train has "
-                         f"{list(real_train.columns)}")
+        raise ValueError(
+            f"unknown categorical column(s) {unknown}; real_train has {list(real_train.columns)}"
+        )
     categorical_features = [c for c in categorical if c != target]
     numeric = [c for c in real_train.columns if c != target and c not in categorical_features]
     for column in numeric:
         if not pd.api.types.is_numeric_dtype(real_train[column]):
-            raise ValueError(f"column {column!r} is not numeric ({real_train[column].dtype}); "
-                             "list it in `categorical`")
+            raise ValueError(
+                f"column {column!r} is not numeric ({real_train[column].dtype}); "
+                "list it in `categorical`"
+            )
     return numeric, categorical_features
 
 
 def _model(kind: ClassifierKind, seed: int, categorical: list[str], classes: np.ndarray) -> Any:
     """Encoder + classifier pipeline; a constant predictor when only one class is present."""
-    encoder = ColumnTransformer(  # one-hot categoricals; the numeric columns pass through
-        [("categorical", OneHotEncoder(handle_unknown="ignore"), categorical)],
-        remainder="passthrough",
-    ) if categorical else "passthrough"
-    head = (DummyClassifier(strategy="most_frequent") if len(classes) < 2
-            else CLASSIFIERS[kind](seed))
+    encoder = (
+        ColumnTransformer(  # one-hot categoricals; the numeric columns pass through
+            [("categorical", OneHotEncoder(handle_unknown="ignore"), categorical)],
+            remainder="passthrough",
+        )
+        if categorical
+        else "passthrough"
+    )
+    head = (
+        DummyClassifier(strategy="most_frequent") if len(classes) < 2 else CLASSIFIERS[kind](seed)
+    )
     return Pipeline([("encode", encoder), ("classify", head)])
 
 
-def _fit_and_score(train: pd.DataFrame, test: pd.DataFrame, target: str, numeric: list[str],
-                   categorical: list[str], kind: ClassifierKind, seed: int) -> dict[str, float]:
+def _fit_and_score(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    numeric: list[str],
+    categorical: list[str],
+    kind: ClassifierKind,
+    seed: int,
+) -> dict[str, float]:
     """Train on `train`, score accuracy and macro F1 (over the test classes) on `test`."""
     columns = numeric + categorical
     labels_train = train[target].to_numpy()
@@ -100,8 +119,9 @@ def _fit_and_score(train: pd.DataFrame, test: pd.DataFrame, target: str, numeric
     truth = test[target].to_numpy()
     return {
         "accuracy": float(accuracy_score(truth, predicted)),
-        "macro_f1": float(f1_score(truth, predicted, labels=np.unique(truth), average="macro",
-                                   zero_division=0)),
+        "macro_f1": float(
+            f1_score(truth, predicted, labels=np.unique(truth), average="macro", zero_division=0)
+        ),
     }
 
 
@@ -112,8 +132,10 @@ def _check_labels(synthetic: pd.Series, real: pd.Series, target: str) -> list[An
     real_classes = set(real.tolist())
     unseen = sorted(set(synthetic.tolist()) - real_classes, key=str)
     if unseen:
-        raise ValueError(f"synthetic target {target!r} has label(s) absent from the real data: "
-                         f"{unseen[:SHOWN_LABELS]} (real: {sorted(real_classes, key=str)})")
+        raise ValueError(
+            f"synthetic target {target!r} has label(s) absent from the real data: "
+            f"{unseen[:SHOWN_LABELS]} (real: {sorted(real_classes, key=str)})"
+        )
     return sorted(real_classes - set(synthetic.tolist()), key=str)
 
 
@@ -121,9 +143,15 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
 
-def ml_efficiency(synthetic: pd.DataFrame, real_train: pd.DataFrame, real_test: pd.DataFrame,
-                  target: str, categorical: Sequence[str] = (), seed: int = 0,
-                  classifier: ClassifierKind = "random_forest") -> dict[str, Any]:
+def ml_efficiency(
+    synthetic: pd.DataFrame,
+    real_train: pd.DataFrame,
+    real_test: pd.DataFrame,
+    target: str,
+    categorical: Sequence[str] = (),
+    seed: int = 0,
+    classifier: ClassifierKind = "random_forest",
+) -> dict[str, Any]:
     """Train on synthetic rows vs on real training rows, test both on real held-out rows.
 
     Args:
@@ -143,12 +171,27 @@ def ml_efficiency(synthetic: pd.DataFrame, real_train: pd.DataFrame, real_test: 
     real_train = _check_table(real_train, "real_train", [])
     numeric, categorical_features = _feature_columns(real_train, target, categorical)
     columns = [*numeric, *categorical_features, target]
-    tables = {name: _check_table(table, name, columns) for name, table in
-              (("synthetic", synthetic), ("real_train", real_train), ("real_test", real_test))}
+    tables = {
+        name: _check_table(table, name, columns)
+        for name, table in (
+            ("synthetic", synthetic),
+            ("real_train", real_train),
+            ("real_test", real_test),
+        )
+    }
     missing = _check_labels(tables["synthetic"][target], real_train[target], target)
-    scores = {name: _fit_and_score(tables[name], tables["real_test"], target, numeric,
-                                   categorical_features, classifier, seed)
-              for name in ("synthetic", "real_train")}
+    scores = {
+        name: _fit_and_score(
+            tables[name],
+            tables["real_test"],
+            target,
+            numeric,
+            categorical_features,
+            classifier,
+            seed,
+        )
+        for name in ("synthetic", "real_train")
+    }
     synthetic_scores, real_scores = scores["synthetic"], scores["real_train"]
     return {
         "synthetic_accuracy": synthetic_scores["accuracy"],

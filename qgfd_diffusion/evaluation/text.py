@@ -60,7 +60,7 @@ def _check_lines(lines: Any, name: str) -> list[str]:
 
 def _ngrams(tokens: Sequence[str], n: int) -> Iterable[Ngram]:
     """All contiguous n-grams of one token sequence (none if it is shorter than n)."""
-    return (tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1))
+    return (tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 @dataclass
@@ -109,8 +109,9 @@ class NgramModel:
         vocabulary = frozenset(kept | {UNK, EOS})
         orders = [_OrderCounts() for _ in range(n)]
         for tokens in tokenized:  # top order: raw counts c_n
-            orders[-1].counts.update(_ngrams(cls._pad([t if t in kept else UNK for t in tokens],
-                                                      n), n))
+            orders[-1].counts.update(
+                _ngrams(cls._pad([t if t in kept else UNK for t in tokens], n), n)
+            )
         for k in range(n - 1, 0, -1):  # lower orders: continuation counts N1+(. h w)
             orders[k - 1].counts.update(gram[1:] for gram in orders[k].counts)
         for order in orders:
@@ -127,11 +128,14 @@ class NgramModel:
     def probability(self, word: str, context: Sequence[str] = ()) -> float:
         """p_n(word | last n-1 words of context) by the interpolation of the module docstring."""
         word = word if word in self.vocabulary else UNK
-        history = tuple(([BOS] * (self.n - 1) + self._map_unknown(list(context)))[-(self.n - 1):]
-                        if self.n > 1 else ())
+        history = tuple(
+            ([BOS] * (self.n - 1) + self._map_unknown(list(context)))[-(self.n - 1) :]
+            if self.n > 1
+            else ()
+        )
         p = 1.0 / len(self.vocabulary)  # p_0
         for k, order in enumerate(self._orders, start=1):
-            h = history[len(history) - (k - 1):] if k > 1 else ()
+            h = history[len(history) - (k - 1) :] if k > 1 else ()
             total = order.context_total.get(h, 0)
             if total == 0:
                 continue  # unseen context: p_k = p_{k-1}
@@ -144,8 +148,10 @@ class NgramModel:
         """(sum of natural-log probabilities, number of predicted tokens incl. </s>) of a line."""
         padded = self._pad(self._map_unknown(tokenize(line)), self.n)
         start = self.n - 1
-        total = sum(math.log(self.probability(padded[i], padded[i - start: i]))
-                    for i in range(start, len(padded)))
+        total = sum(
+            math.log(self.probability(padded[i], padded[i - start : i]))
+            for i in range(start, len(padded))
+        )
         return total, len(padded) - start
 
     def perplexity(self, lines: Sequence[str]) -> float:
@@ -177,10 +183,16 @@ def _text_figures(lines: list[str], model: NgramModel, orders: Sequence[int]) ->
     return figures
 
 
-def text_report(generated: Sequence[str], real_reference: Sequence[str],
-                heldout_for_fitting: Sequence[str], *, n: int = 3, min_count: int = 2,
-                distinct_orders: Sequence[int] = (1, 2, 3),
-                match_sizes: bool = True) -> dict[str, Any]:
+def text_report(
+    generated: Sequence[str],
+    real_reference: Sequence[str],
+    heldout_for_fitting: Sequence[str],
+    *,
+    n: int = 3,
+    min_count: int = 2,
+    distinct_orders: Sequence[int] = (1, 2, 3),
+    match_sizes: bool = True,
+) -> dict[str, Any]:
     """The issue's text figures for generated lines against real lines.
 
     An `NgramModel` of order n is fitted on `heldout_for_fitting` (real lines that neither the
@@ -197,12 +209,17 @@ def text_report(generated: Sequence[str], real_reference: Sequence[str],
     if match_sizes:
         size = min(len(generated), len(real_reference))
         generated, real_reference = generated[:size], real_reference[:size]
-    model = NgramModel.fit(_check_lines(heldout_for_fitting, "heldout_for_fitting"), n=n,
-                           min_count=min_count)
+    model = NgramModel.fit(
+        _check_lines(heldout_for_fitting, "heldout_for_fitting"), n=n, min_count=min_count
+    )
     report: dict[str, Any] = {}
     for prefix, lines in (("generated", generated), ("real", real_reference)):
-        report.update({f"{prefix}_{key}": value
-                       for key, value in _text_figures(lines, model, distinct_orders).items()})
+        report.update(
+            {
+                f"{prefix}_{key}": value
+                for key, value in _text_figures(lines, model, distinct_orders).items()
+            }
+        )
     report["perplexity_ratio"] = report["generated_perplexity"] / report["real_perplexity"]
     report.update(lines=len(generated), n=n, vocabulary_size=len(model.vocabulary))
     return report

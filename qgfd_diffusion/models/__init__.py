@@ -4,14 +4,6 @@ from .backbone import QGFDDiffusionBackbone
 from .blocks import DiTBlock, FeedForward, FinalLayer
 from .config import DIFFUSION_PRESETS, BetaSchedule, DiffusionConfig, PredictionType
 from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
-from .latent_space import FixedLatentEmbedding
-from .multimodal import (
-    SampleOutput,
-    SharedQGFDDiffusionModel,
-    TrainingNoise,
-    denoising_loss,
-    draw_training_noise,
-)
 from .factory import (  # noqa: I001 (after multimodal, which it builds on)
     MODALITY_MODELS,
     AudioQGFDDiffusionModel,
@@ -21,6 +13,14 @@ from .factory import (  # noqa: I001 (after multimodal, which it builds on)
     TextQGFDDiffusionModel,
     VideoQGFDDiffusionModel,
     create_qgfd_diffusion_model,
+)
+from .latent_space import FixedLatentEmbedding
+from .multimodal import (
+    SampleOutput,
+    SharedQGFDDiffusionModel,
+    TrainingNoise,
+    denoising_loss,
+    draw_training_noise,
 )
 
 __all__ = [

@@ -44,8 +44,9 @@ def _signature_from(config_class):
     def decorate(init):
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         params += [
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
-                              annotation=f.type)
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+            )
             for f in fields(config_class)
         ]
         init.__signature__ = inspect.Signature(params)
@@ -65,7 +66,9 @@ def _accepts_config_object(init):
     def wrapper(self, cfg: DiffusionConfig | None = None, /, **config):
         if cfg is not None:
             if not isinstance(cfg, DiffusionConfig):
-                raise TypeError(f"expected a DiffusionConfig or keyword fields, got {type(cfg).__name__}")
+                raise TypeError(
+                    f"expected a DiffusionConfig or keyword fields, got {type(cfg).__name__}"
+                )
             config = {**cfg.to_dict(), **config}
         init(self, **config)
 
@@ -162,19 +165,28 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         h = h + self.modality_embedder(modality, h.device)
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = self._gradient_checkpointing_func(block, h, c, latent_mask, cond_tokens,
-                                                      cond_mask)
+                h = self._gradient_checkpointing_func(
+                    block, h, c, latent_mask, cond_tokens, cond_mask
+                )
             else:
                 h = block(h, c, latent_mask, cond_tokens, cond_mask)
         return self.final_layer(h, c)
 
-    def _condition(self, cond_tokens: Tensor | None, cond_mask: Tensor | None, batch: int,
-                   force_drop: bool | Tensor | None, x_t: Tensor) -> tuple[Tensor | None, ...]:
+    def _condition(
+        self,
+        cond_tokens: Tensor | None,
+        cond_mask: Tensor | None,
+        batch: int,
+        force_drop: bool | Tensor | None,
+        x_t: Tensor,
+    ) -> tuple[Tensor | None, ...]:
         """Condition tokens [B, Lc, Dc] and mask [B, Lc] after classifier-free-guidance dropout."""
         if self.null_cond is None:
             if cond_tokens is not None:
-                raise ValueError("cond_tokens given, but the backbone was built with cond_dim=None "
-                                 "(no cross-attention)")
+                raise ValueError(
+                    "cond_tokens given, but the backbone was built with cond_dim=None "
+                    "(no cross-attention)"
+                )
             return None, None
         null = self.null_cond.to(x_t.dtype).expand(batch, 1, -1)  # [B, 1, Dc]
         null_mask = torch.ones(batch, 1, dtype=torch.bool, device=x_t.device)
@@ -194,8 +206,9 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         cond_mask = torch.where(drop[:, None], first_only, cond_mask.bool())
         return cond_tokens, cond_mask
 
-    def _drop_mask(self, force_drop: bool | Tensor | None, batch: int,
-                   device: torch.device) -> Tensor | None:
+    def _drop_mask(
+        self, force_drop: bool | Tensor | None, batch: int, device: torch.device
+    ) -> Tensor | None:
         """[B] bool: which samples get the null condition (None: none of them)."""
         if force_drop is not None:
             return torch.as_tensor(force_drop, dtype=torch.bool, device=device).expand(batch)
@@ -223,8 +236,10 @@ def _masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
 
 def _check_condition(tokens: Tensor, mask: Tensor | None, batch: int, width: int) -> None:
     if tokens.dim() != 3 or tokens.shape[0] != batch or tokens.shape[-1] != width:
-        raise ValueError(f"cond_tokens must be [B={batch}, Lc, Dc={width}], "
-                         f"got {tuple(tokens.shape)}")
+        raise ValueError(
+            f"cond_tokens must be [B={batch}, Lc, Dc={width}], got {tuple(tokens.shape)}"
+        )
     if mask is not None and mask.shape != tokens.shape[:2]:
-        raise ValueError(f"cond_mask must be [B, Lc] = {tuple(tokens.shape[:2])}, "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(
+            f"cond_mask must be [B, Lc] = {tuple(tokens.shape[:2])}, got {tuple(mask.shape)}"
+        )

@@ -50,8 +50,11 @@ class FeedForward(nn.Module):
     def __init__(self, width: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
-            nn.Linear(hidden, width), nn.Dropout(dropout),
+            nn.Linear(width, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -71,19 +74,25 @@ class DiTBlock(nn.Module):
     def __init__(self, cfg: DiffusionConfig):
         super().__init__()
         D, H = cfg.d_model, cfg.num_heads
-        self.self_attn = make_attention(cfg.attention, D, H, dropout=cfg.dropout,
-                                        **cfg.attention_options())
+        self.self_attn = make_attention(
+            cfg.attention, D, H, dropout=cfg.dropout, **cfg.attention_options()
+        )
         self.cross_attn = None
         if cfg.cond_dim is not None:
-            self.cross_attn = make_attention("sdpa", D, H, kv_dim=cfg.cond_dim,
-                                             dropout=cfg.dropout)
+            self.cross_attn = make_attention("sdpa", D, H, kv_dim=cfg.cond_dim, dropout=cfg.dropout)
         self.mlp = FeedForward(D, cfg.d_ff, cfg.dropout)
         self.num_branches = 3 if self.cross_attn is not None else 2
         self.norms = nn.ModuleList(plain_layer_norm(D) for _ in range(self.num_branches))
         self.adaLN_modulation = zero_init_modulation(D, CHUNKS_PER_BRANCH * self.num_branches)
 
-    def forward(self, x: Tensor, c: Tensor, latent_mask: Tensor | None = None,
-                cond_tokens: Tensor | None = None, cond_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        c: Tensor,
+        latent_mask: Tensor | None = None,
+        cond_tokens: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+    ) -> Tensor:
         branches: list[Callable[[Tensor], Tensor]] = [
             lambda h: self.self_attn(h, key_padding_mask=latent_mask)
         ]
@@ -94,7 +103,7 @@ class DiTBlock(nn.Module):
         branches.append(self.mlp)
         modulation = self.adaLN_modulation(c).chunk(CHUNKS_PER_BRANCH * self.num_branches, dim=-1)
         for i, (branch, norm) in enumerate(zip(branches, self.norms, strict=True)):
-            shift, scale, gate = modulation[CHUNKS_PER_BRANCH * i: CHUNKS_PER_BRANCH * (i + 1)]
+            shift, scale, gate = modulation[CHUNKS_PER_BRANCH * i : CHUNKS_PER_BRANCH * (i + 1)]
             x = x + gate[:, None, :] * branch(modulate(norm(x), shift, scale))
         return x
 

@@ -96,16 +96,25 @@ class DiffusionConfig:
         if self.qgfd_topk is not None:
             check_int("qgfd_topk", self.qgfd_topk, 1)
             if self.transition == "linear":
-                raise ValueError("qgfd_topk needs a softmax transition ('keys', 'cosine', "
-                                 "'attention'), got transition='linear'")
+                raise ValueError(
+                    "qgfd_topk needs a softmax transition ('keys', 'cosine', "
+                    "'attention'), got transition='linear'"
+                )
         if not isinstance(self.gradient_checkpointing, bool):
             raise ValueError(
                 f"gradient_checkpointing must be True or False, got {self.gradient_checkpointing!r}"
             )
 
     def _check_sizes(self) -> None:
-        for name in ("d_model", "num_heads", "num_layers", "d_ff", "latent_dim", "num_timesteps",
-                     "num_modalities"):
+        for name in (
+            "d_model",
+            "num_heads",
+            "num_layers",
+            "d_ff",
+            "latent_dim",
+            "num_timesteps",
+            "num_modalities",
+        ):
             check_int(name, getattr(self, name), 1)
         check_int("qgfd_steps", self.qgfd_steps, 0)
         check_int("qgfd_warmup_steps", self.qgfd_warmup_steps, 0)
@@ -120,9 +129,14 @@ class DiffusionConfig:
         """Keyword options for ``make_attention(self.attention, ...)`` (self-attention)."""
         if self.attention == "qgfd":
             return dict(
-                alpha=self.qgfd_alpha, steps=self.qgfd_steps, transition=self.transition,
-                iteration=self.iteration, topk=self.qgfd_topk, temperature=self.qgfd_temperature,
-                alpha_mode=self.qgfd_alpha_mode, warmup_steps=self.qgfd_warmup_steps,
+                alpha=self.qgfd_alpha,
+                steps=self.qgfd_steps,
+                transition=self.transition,
+                iteration=self.iteration,
+                topk=self.qgfd_topk,
+                temperature=self.qgfd_temperature,
+                alpha_mode=self.qgfd_alpha_mode,
+                warmup_steps=self.qgfd_warmup_steps,
             )
         if self.attention == "heat":
             return dict(t=self.heat_t, mode=self.heat_mode, depth=self.num_layers)

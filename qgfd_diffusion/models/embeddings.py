@@ -51,9 +51,7 @@ class TimestepEmbedder(nn.Module):
     def __init__(self, width: int, frequencies: int = TIMESTEP_FREQUENCIES):
         super().__init__()
         self.frequencies = frequencies
-        self.mlp = nn.Sequential(
-            nn.Linear(frequencies, width), nn.SiLU(), nn.Linear(width, width)
-        )
+        self.mlp = nn.Sequential(nn.Linear(frequencies, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t: Tensor) -> Tensor:
         features = sinusoidal_features(t.float(), self.frequencies)  # [B, F*2], fp32
@@ -64,15 +62,20 @@ def layout_coordinates(layout: LatentLayout, num_tokens: int) -> Tensor:
     """Integer coordinates [L, k] of the tokens of ``layout`` in token order (row-major)."""
     if layout.kind in ("sequence", "columns"):
         if layout.kind == "sequence" and num_tokens > layout.shape[0]:
-            raise ValueError(f"a sequence layout of length {layout.shape[0]} cannot hold "
-                             f"{num_tokens} tokens")
+            raise ValueError(
+                f"a sequence layout of length {layout.shape[0]} cannot hold {num_tokens} tokens"
+            )
         if layout.kind == "columns" and num_tokens != layout.shape[0]:
-            raise ValueError(f"columns layout {layout.shape} has {layout.shape[0]} tokens, "
-                             f"the latents have {num_tokens}")
+            raise ValueError(
+                f"columns layout {layout.shape} has {layout.shape[0]} tokens, "
+                f"the latents have {num_tokens}"
+            )
         return torch.arange(num_tokens, dtype=torch.float64)[:, None]  # [L, 1]
     if num_tokens != layout.num_tokens:
-        raise ValueError(f"{layout.kind} layout {layout.shape} has {layout.num_tokens} tokens, "
-                         f"the latents have {num_tokens}")
+        raise ValueError(
+            f"{layout.kind} layout {layout.shape} has {layout.num_tokens} tokens, "
+            f"the latents have {num_tokens}"
+        )
     axes = [torch.arange(n, dtype=torch.float64) for n in layout.shape]
     grid = torch.meshgrid(*axes, indexing="ij")  # k tensors [*shape]
     return torch.stack([g.reshape(-1) for g in grid], dim=-1)  # [L, k], last axis fastest
@@ -90,9 +93,14 @@ def _position_table(kind: str, shape: tuple[int, ...], num_tokens: int, dim: int
     return table.float()  # stored float32: callers must not modify it in place
 
 
-def positional_embedding(layout: LatentLayout, num_tokens: int, dim: int, *,
-                         device: torch.device | None = None,
-                         dtype: torch.dtype = torch.float32) -> Tensor:
+def positional_embedding(
+    layout: LatentLayout,
+    num_tokens: int,
+    dim: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Fixed sin-cos positional embedding [L, D] of the tokens of ``layout``."""
     table = _position_table(layout.kind, tuple(layout.shape), num_tokens, dim)
     return table.to(device=device, dtype=dtype)
@@ -110,6 +118,7 @@ class ModalityEmbedding(nn.Module):
         num = self.table.num_embeddings
         low, high = (modality, modality) if isinstance(modality, int) else (ids.min(), ids.max())
         if low < 0 or high >= num:  # an int is checked without a device sync
-            raise ValueError(f"modality must be in [0, {num - 1}] (num_modalities={num}), "
-                             f"got {modality!r}")
+            raise ValueError(
+                f"modality must be in [0, {num - 1}] (num_modalities={num}), got {modality!r}"
+            )
         return self.table(ids)[:, None, :]  # [B|1, 1, D]

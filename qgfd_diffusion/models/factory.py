@@ -54,26 +54,41 @@ class QGFDDiffusionModel(SharedQGFDDiffusionModel):
         """Raw batch -> clean latents x0 [B, L, C] in the shared space."""
         return self.encode(self.modality, raw).latents
 
-    def diffusion_forward(self, x0_embeds: Tensor, t: Tensor, cond_tokens: Tensor | None = None,
-                          cond_mask: Tensor | None = None, schedule: DDPMBetaSchedule | None = None,
-                          *, latent_mask: Tensor | None = None, noise: Tensor | None = None,
-                          generator: torch.Generator | None = None) -> Tensor:
+    def diffusion_forward(
+        self,
+        x0_embeds: Tensor,
+        t: Tensor,
+        cond_tokens: Tensor | None = None,
+        cond_mask: Tensor | None = None,
+        schedule: DDPMBetaSchedule | None = None,
+        *,
+        latent_mask: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Loss of denoising x0 [B, L, C] at timesteps t [B]; cond_tokens in the adapter's
         condition space [B, Lc, Dc_adapter] (mapped to the backbone's width here)."""
         self._check_schedule(schedule)
         if noise is None:
-            noise = randn_tensor(x0_embeds.shape, generator=generator, device=x0_embeds.device,
-                                 dtype=x0_embeds.dtype)
+            noise = randn_tensor(
+                x0_embeds.shape, generator=generator, device=x0_embeds.device, dtype=x0_embeds.dtype
+            )
         if cond_tokens is not None:
             cond_tokens = self.cond_maps[self.modality](cond_tokens.to(x0_embeds.dtype))
-        batch = LatentBatch(latents=x0_embeds, layout=self._layout_for(x0_embeds.shape[1]),
-                            mask=latent_mask, cond_tokens=cond_tokens, cond_mask=cond_mask)
+        batch = LatentBatch(
+            latents=x0_embeds,
+            layout=self._layout_for(x0_embeds.shape[1]),
+            mask=latent_mask,
+            cond_tokens=cond_tokens,
+            cond_mask=cond_mask,
+        )
         drop = None
         if cond_tokens is not None and self.training:
             drop = torch.rand(x0_embeds.shape[0], generator=generator) < self.cfg.cond_dropout_prob
         draws = TrainingNoise(torch.as_tensor(t, device=x0_embeds.device), noise, drop)
-        return denoising_loss(self.backbone, self.scheduler, batch, draws,
-                              modality=self.modality_id(self.modality))
+        return denoising_loss(
+            self.backbone, self.scheduler, batch, draws, modality=self.modality_id(self.modality)
+        )
 
     def sample(self, num_samples: int, **kwargs) -> SampleOutput:  # type: ignore[override]
         """Generate ``num_samples`` (see ``SharedQGFDDiffusionModel.sample`` for options)."""
@@ -93,11 +108,19 @@ class TextQGFDDiffusionModel(QGFDDiffusionModel):
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Token ids [B, L] -> x0 [B, L, C] (padded positions at 0)."""
-        return self.to_shared(self.modality, self.adapter.encode_ids(input_ids, attention_mask)).latents
+        return self.to_shared(
+            self.modality, self.adapter.encode_ids(input_ids, attention_mask)
+        ).latents
 
-    def diffusion_forward(self, x0_embeds: Tensor, t: Tensor, cond_input_ids: Tensor | None = None,
-                          cond_attention_mask: Tensor | None = None, schedule=None,
-                          **kwargs) -> Tensor:  # type: ignore[override]
+    def diffusion_forward(
+        self,
+        x0_embeds: Tensor,
+        t: Tensor,
+        cond_input_ids: Tensor | None = None,
+        cond_attention_mask: Tensor | None = None,
+        schedule=None,
+        **kwargs,
+    ) -> Tensor:  # type: ignore[override]
         """Seed-001 signature: the condition is a tokenized prompt.
 
         Conditioning on the very sequence being denoised leaks the target (DESIGN.md 7): when
@@ -109,9 +132,11 @@ class TextQGFDDiffusionModel(QGFDDiffusionModel):
                 cond_attention_mask = torch.ones_like(cond_input_ids)
             prompt = self.adapter.encode_ids(cond_input_ids, cond_attention_mask)
             if self._is_target(prompt, x0_embeds):
-                warnings.warn("cond_input_ids encode the sequence being denoised; conditioning on "
-                              "the target leaks it, so the null condition is used instead",
-                              stacklevel=2)
+                warnings.warn(
+                    "cond_input_ids encode the sequence being denoised; conditioning on "
+                    "the target leaks it, so the null condition is used instead",
+                    stacklevel=2,
+                )
             else:
                 cond_tokens, cond_mask = prompt.latents, prompt.mask
         return super().diffusion_forward(x0_embeds, t, cond_tokens, cond_mask, schedule, **kwargs)
@@ -165,24 +190,32 @@ def _text_adapter(name: str | None, **options) -> ModalityAdapter:
 def _image_adapter(name: str | None, **options) -> ModalityAdapter:
     if name is None and "patch_size" in options:  # exact pixel patches, no encoder
         return PatchImageAdapter(PatchImageConfig(**options))
-    return ViTImageAdapter(ViTImageConfig(encoder_name_or_path=name or "google/vit-base-patch16-224",
-                                          **options))
+    return ViTImageAdapter(
+        ViTImageConfig(encoder_name_or_path=name or "google/vit-base-patch16-224", **options)
+    )
 
 
 def _audio_adapter(name: str | None, **options) -> ModalityAdapter:
-    return AudioAdapter(AudioAdapterConfig(encoder_name_or_path=name or "facebook/wav2vec2-base", **options))
+    return AudioAdapter(
+        AudioAdapterConfig(encoder_name_or_path=name or "facebook/wav2vec2-base", **options)
+    )
 
 
 def _video_adapter(name: str | None, *, num_classes: int = 0, **image_options) -> ModalityAdapter:
     frames = _image_adapter(name, **image_options)
-    return VideoAdapter(VideoAdapterConfig(image_adapter=adapter_spec(frames), num_classes=num_classes),
-                        image_adapter=frames)
+    return VideoAdapter(
+        VideoAdapterConfig(image_adapter=adapter_spec(frames), num_classes=num_classes),
+        image_adapter=frames,
+    )
 
 
-def _tabular_adapter(name: str | None, *, table: Any = None, categorical_columns=None,
-                     **options) -> ModalityAdapter:
+def _tabular_adapter(
+    name: str | None, *, table: Any = None, categorical_columns=None, **options
+) -> ModalityAdapter:
     if table is None:
-        raise ValueError("modality 'tabular' needs table= (the data its column transforms are fitted on)")
+        raise ValueError(
+            "modality 'tabular' needs table= (the data its column transforms are fitted on)"
+        )
     return TabularAdapter.from_table(table, categorical_columns, **options)
 
 
@@ -196,8 +229,12 @@ MODALITY_MODELS = {
 }
 
 
-def create_qgfd_diffusion_model(modality: str, backbone_name: str | None = None,
-                                diffusion_cfg: DiffusionConfig | None = None, **kwargs):
+def create_qgfd_diffusion_model(
+    modality: str,
+    backbone_name: str | None = None,
+    diffusion_cfg: DiffusionConfig | None = None,
+    **kwargs,
+):
     """Build a per-modality QGFD diffusion model (seed 001).
 
     backbone_name: the modality encoder, a hub id or local folder (text: T5, image: ViT,
@@ -217,6 +254,11 @@ def create_qgfd_diffusion_model(modality: str, backbone_name: str | None = None,
     if cfg.cond_dim is None and adapter.condition_dim is not None:
         cfg = replace(cfg, cond_dim=adapter.condition_dim)
     model = model_class(cfg, adapter)
-    schedule = DDPMBetaSchedule(cfg.num_timesteps, cfg.beta_schedule, beta_start=cfg.beta_start,
-                                beta_end=cfg.beta_end, prediction_type=cfg.prediction_type)
+    schedule = DDPMBetaSchedule(
+        cfg.num_timesteps,
+        cfg.beta_schedule,
+        beta_start=cfg.beta_start,
+        beta_end=cfg.beta_end,
+        prediction_type=cfg.prediction_type,
+    )
     return model, getattr(adapter, "processor", None), schedule

@@ -5,7 +5,8 @@ adapter's latent width, Lc condition tokens, Dc condition width (``cond_dim``).
 
 Symbols (Ho et al. 2020 DDPM, eq. 4 and 14):
     x0      clean latents from the adapter, normalised, embedded into width C
-    t       timestep ~ U{0, ..., T-1};  eps ~ N(0, I);  x_t = sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps
+    t       timestep ~ U{0, ..., T-1};  eps ~ N(0, I)
+    x_t     sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps
     target  eps, v or x0 (``prediction_type``);  loss = || f_theta(x_t, t, c) - target ||^2
 
 The training randomness (t, eps, condition dropout) is drawn by ``draw_training_noise`` from an
@@ -48,9 +49,16 @@ class TrainingNoise:
         return TrainingNoise(self.t[index], self.noise[index], drop)
 
 
-def draw_training_noise(scheduler, shape: tuple[int, ...], *, generator: torch.Generator | None,
-                        device: torch.device, dtype: torch.dtype, cond_dropout: float = 0.0,
-                        has_condition: bool = False) -> TrainingNoise:
+def draw_training_noise(
+    scheduler,
+    shape: tuple[int, ...],
+    *,
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    cond_dropout: float = 0.0,
+    has_condition: bool = False,
+) -> TrainingNoise:
     """t, eps and the classifier-free-guidance drop mask for a batch of ``shape`` [B, L, C]."""
     B = shape[0]
     gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -63,14 +71,27 @@ def draw_training_noise(scheduler, shape: tuple[int, ...], *, generator: torch.G
     return TrainingNoise(t, noise, drop)
 
 
-def denoising_loss(backbone: nn.Module, scheduler, batch: LatentBatch, draws: TrainingNoise, *,
-                   modality: int, min_snr_gamma: float | None = None) -> Tensor:
+def denoising_loss(
+    backbone: nn.Module,
+    scheduler,
+    batch: LatentBatch,
+    draws: TrainingNoise,
+    *,
+    modality: int,
+    min_snr_gamma: float | None = None,
+) -> Tensor:
     """The diffusion loss of ``backbone`` (plain or DDP-wrapped) on one shared-space batch."""
     x0 = batch.latents  # [B, L, C]
     x_t = scheduler.add_noise(x0, draws.noise, draws.t)
     prediction = backbone(
-        x_t, draws.t, batch.cond_tokens, batch.cond_mask, layout=batch.layout,
-        latent_mask=batch.mask, modality=modality, force_drop_cond=draws.drop_cond,
+        x_t,
+        draws.t,
+        batch.cond_tokens,
+        batch.cond_mask,
+        layout=batch.layout,
+        latent_mask=batch.mask,
+        modality=modality,
+        force_drop_cond=draws.drop_cond,
     )
     target = training_target(scheduler, x0, draws.noise, draws.t)
     return diffusion_loss(prediction, target, draws.t, scheduler, min_snr_gamma, batch.mask)
@@ -97,10 +118,15 @@ class SharedQGFDDiffusionModel(nn.Module):
     and, where it has conditions, a fixed map of its condition tokens into ``cond_dim``.
     """
 
-    def __init__(self, shared_cfg: DiffusionConfig, text_hf_name: str | None = None,
-                 image_hf_name: str | None = None, *,
-                 adapters: Mapping[str, ModalityAdapter] | None = None,
-                 backbone: QGFDDiffusionBackbone | None = None):
+    def __init__(
+        self,
+        shared_cfg: DiffusionConfig,
+        text_hf_name: str | None = None,
+        image_hf_name: str | None = None,
+        *,
+        adapters: Mapping[str, ModalityAdapter] | None = None,
+        backbone: QGFDDiffusionBackbone | None = None,
+    ):
         super().__init__()
         self.cfg = shared_cfg
         self.backbone = backbone or QGFDDiffusionBackbone.from_diffusion_config(shared_cfg)
@@ -127,8 +153,9 @@ class SharedQGFDDiffusionModel(nn.Module):
         seed = len(self.adapters)
         self.adapters[name] = adapter
         self.latent_maps[name] = FixedLatentEmbedding(adapter.latent_dim, self.cfg.latent_dim, seed)
-        if adapter.condition_dim is not None and self.cfg.cond_dim is not None:
-            self.cond_maps[name] = FixedLatentEmbedding(adapter.condition_dim, self.cfg.cond_dim, seed)
+        width = adapter.condition_dim
+        if width is not None and self.cfg.cond_dim is not None and width <= self.cfg.cond_dim:
+            self.cond_maps[name] = FixedLatentEmbedding(width, self.cfg.cond_dim, seed)
 
     def modality_id(self, name: str) -> int:
         if name not in self.adapters:
@@ -144,36 +171,72 @@ class SharedQGFDDiffusionModel(nn.Module):
         cond_tokens, cond_mask = batch.cond_tokens, batch.cond_mask
         if cond_tokens is not None:
             if name not in self.cond_maps:
-                raise ValueError(f"modality {name!r} gave condition tokens, but the backbone has "
-                                 "no cross-attention (cond_dim=None)")
+                raise ValueError(
+                    f"modality {name!r} gave condition tokens of width {cond_tokens.shape[-1]}, "
+                    "but "
+                    f"the backbone's cond_dim is {self.cfg.cond_dim} (None: no cross-attention); "
+                    "set model.cond_dim to at least that width"
+                )
             cond_tokens = self.cond_maps[name](cond_tokens.to(latents.dtype))  # [B, Lc, Dc]
         self._remember_layout(name, batch.layout)
-        return LatentBatch(latents=latents, layout=batch.layout, mask=batch.mask,
-                           cond_tokens=cond_tokens, cond_mask=cond_mask)
+        return LatentBatch(
+            latents=latents,
+            layout=batch.layout,
+            mask=batch.mask,
+            cond_tokens=cond_tokens,
+            cond_mask=cond_mask,
+        )
 
     def encode(self, name: str, raw: Any) -> LatentBatch:
         """Raw batch -> shared-space ``LatentBatch`` (frozen adapter, no gradient)."""
         return self.to_shared(name, self.adapters[name].encode(raw))
 
-    def loss(self, name: str, raw_or_latents: Any, *, generator: torch.Generator | None = None,
-             cond_dropout: float | None = None, min_snr_gamma: float | None = None) -> Tensor:
-        batch = raw_or_latents if isinstance(raw_or_latents, LatentBatch) else self.encode(name, raw_or_latents)
+    def loss(
+        self,
+        name: str,
+        raw_or_latents: Any,
+        *,
+        generator: torch.Generator | None = None,
+        cond_dropout: float | None = None,
+        min_snr_gamma: float | None = None,
+    ) -> Tensor:
+        batch = (
+            raw_or_latents
+            if isinstance(raw_or_latents, LatentBatch)
+            else self.encode(name, raw_or_latents)
+        )
         x0 = batch.latents
         dropout = self.cfg.cond_dropout_prob if cond_dropout is None else cond_dropout
         draws = draw_training_noise(
-            self.scheduler, tuple(x0.shape), generator=generator, device=x0.device, dtype=x0.dtype,
+            self.scheduler,
+            tuple(x0.shape),
+            generator=generator,
+            device=x0.device,
+            dtype=x0.dtype,
             cond_dropout=dropout if self.training else 0.0,
             has_condition=batch.cond_tokens is not None,
         )
-        return denoising_loss(self.backbone, self.scheduler, batch, draws,
-                              modality=self.modality_id(name), min_snr_gamma=min_snr_gamma)
+        return denoising_loss(
+            self.backbone,
+            self.scheduler,
+            batch,
+            draws,
+            modality=self.modality_id(name),
+            min_snr_gamma=min_snr_gamma,
+        )
 
     # -- seed-001 names ---------------------------------------------------------------------
 
-    def text_diffusion_loss(self, input_ids: Tensor, attention_mask: Tensor, schedule=None, *,
-                            cond_input_ids: Tensor | None = None,
-                            cond_attention_mask: Tensor | None = None,
-                            generator: torch.Generator | None = None) -> Tensor:
+    def text_diffusion_loss(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        schedule=None,
+        *,
+        cond_input_ids: Tensor | None = None,
+        cond_attention_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Diffusion loss on tokenized text; an optional prompt conditions it (never the text)."""
         adapter = self.adapters["text"]
         batch = adapter.encode_ids(input_ids, attention_mask)
@@ -182,8 +245,13 @@ class SharedQGFDDiffusionModel(nn.Module):
             batch.cond_tokens, batch.cond_mask = prompt.latents, prompt.mask
         return self._seed_loss("text", batch, schedule, generator)
 
-    def image_diffusion_loss(self, pixel_values: Tensor, schedule=None, labels: Tensor | None = None,
-                             generator: torch.Generator | None = None) -> Tensor:
+    def image_diffusion_loss(
+        self,
+        pixel_values: Tensor,
+        schedule=None,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Diffusion loss on images [B, 3, H, W] in [0, 1] (optionally class-conditional)."""
         raw = pixel_values if labels is None else {"images": pixel_values, "labels": labels}
         return self._seed_loss("image", self.adapters["image"].encode(raw), schedule, generator)
@@ -200,15 +268,28 @@ class SharedQGFDDiffusionModel(nn.Module):
         ours = self.scheduler.config
         for key in ("num_train_timesteps", "beta_schedule", "prediction_type"):
             if theirs[key] != ours[key]:
-                raise ValueError(f"schedule {key}={theirs[key]!r} differs from the model's {ours[key]!r}")
+                raise ValueError(
+                    f"schedule {key}={theirs[key]!r} differs from the model's {ours[key]!r}"
+                )
 
     # -- sampling ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, name: str, num_samples: int, *, condition: Any = None,
-               layout: LatentLayout | None = None, generator: torch.Generator | None = None,
-               num_inference_steps: int = 50, eta: float = 0.0, guidance_scale: float = 1.0,
-               scheduler=None, decode: bool = True, progress: bool = False) -> SampleOutput:
+    def sample(
+        self,
+        name: str,
+        num_samples: int,
+        *,
+        condition: Any = None,
+        layout: LatentLayout | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int = 50,
+        eta: float = 0.0,
+        guidance_scale: float = 1.0,
+        scheduler=None,
+        decode: bool = True,
+        progress: bool = False,
+    ) -> SampleOutput:
         """Generate ``num_samples`` of modality ``name`` (DDIM by default, any diffusers scheduler).
 
         condition: raw condition for the adapter (prompts, class labels), one per sample.
@@ -221,7 +302,9 @@ class SharedQGFDDiffusionModel(nn.Module):
         adapter = self.adapters[name]
         layout = layout or self.layouts.get(name)
         if layout is None:
-            raise ValueError(f"no layout known for {name!r}: pass layout= (e.g. the sequence length)")
+            raise ValueError(
+                f"no layout known for {name!r}: pass layout= (e.g. the sequence length)"
+            )
         cond_tokens = cond_mask = None
         if condition is not None:
             cond_tokens, cond_mask = adapter.encode_condition(condition)
@@ -229,10 +312,18 @@ class SharedQGFDDiffusionModel(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         latents = sample_latents(
-            self.backbone, scheduler, shape=(num_samples, layout.num_tokens, self.cfg.latent_dim),
-            generator=generator, num_inference_steps=num_inference_steps, eta=eta,
-            guidance_scale=guidance_scale, cond_tokens=cond_tokens, cond_mask=cond_mask,
-            layout=layout, modality=self.modality_id(name), progress=progress,
+            self.backbone,
+            scheduler,
+            shape=(num_samples, layout.num_tokens, self.cfg.latent_dim),
+            generator=generator,
+            num_inference_steps=num_inference_steps,
+            eta=eta,
+            guidance_scale=guidance_scale,
+            cond_tokens=cond_tokens,
+            cond_mask=cond_mask,
+            layout=layout,
+            modality=self.modality_id(name),
+            progress=progress,
         )
         self.backbone.train(was_training)
         adapter_latents = self.latent_maps[name].inverse(latents)
@@ -246,7 +337,9 @@ class SharedQGFDDiffusionModel(nn.Module):
 
     # -- save / load (safetensors + JSON) ---------------------------------------------------
 
-    def save_pretrained(self, directory: str | Path, backbone: QGFDDiffusionBackbone | None = None) -> Path:
+    def save_pretrained(
+        self, directory: str | Path, backbone: QGFDDiffusionBackbone | None = None
+    ) -> Path:
         """backbone/ (diffusers format), adapters/<name>/, and a JSON manifest.
 
         ``backbone`` saves other weights in place of the live ones (e.g. the EMA copy).
@@ -255,8 +348,10 @@ class SharedQGFDDiffusionModel(nn.Module):
         (backbone or self.backbone).save_pretrained(directory / "backbone")
         for name, adapter in self.adapters.items():
             adapter.save_pretrained(directory / "adapters" / name)
-        manifest = {"modalities": list(self.adapters),
-                    "layouts": {k: v.to_dict() for k, v in self.layouts.items()}}
+        manifest = {
+            "modalities": list(self.adapters),
+            "layouts": {k: v.to_dict() for k, v in self.layouts.items()},
+        }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return directory
 
@@ -268,14 +363,17 @@ class SharedQGFDDiffusionModel(nn.Module):
             raise FileNotFoundError(f"not a saved qgfd model (no {MANIFEST}): {directory}")
         manifest = json.loads(manifest_file.read_text())
         backbone = QGFDDiffusionBackbone.from_pretrained(directory / "backbone")
-        adapters = {name: load_adapter(directory / "adapters" / name) for name in manifest["modalities"]}
+        adapters = {
+            name: load_adapter(directory / "adapters" / name) for name in manifest["modalities"]
+        }
         model = cls(backbone.diffusion_config, adapters=adapters, backbone=backbone)
         model.layouts = {k: LatentLayout.from_dict(v) for k, v in manifest["layouts"].items()}
         return model
 
 
-def _seed_adapters(cfg: DiffusionConfig, text_hf_name: str | None,
-                   image_hf_name: str | None) -> dict[str, ModalityAdapter]:
+def _seed_adapters(
+    cfg: DiffusionConfig, text_hf_name: str | None, image_hf_name: str | None
+) -> dict[str, ModalityAdapter]:
     """Seed 001's pair: a T5 text adapter and a ViT image adapter, from hub ids or folders."""
     from ..adapters import TextAdapter, TextAdapterConfig, ViTImageAdapter, ViTImageConfig
 

@@ -41,7 +41,7 @@ class SampleOptions:
 
 
 def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQGFDDiffusionModel:
-    """A run folder (its ``final/``) or a saved model folder -> the model, EMA weights if present."""
+    """A run folder (its ``final/``) or a saved model folder -> the model (EMA weights if any)."""
     folder = Path(checkpoint)
     if not folder.exists():
         raise FileNotFoundError(f"checkpoint not found: {folder}")
@@ -54,15 +54,21 @@ def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQG
 
 
 def default_condition(model: SharedQGFDDiffusionModel, modality: str, num_samples: int):
-    """Class-conditional modalities cycle through their classes 0, 1, ..., K-1, 0, ...; others none."""
+    """Class-conditional modalities cycle through classes 0, 1, ..., K-1, 0, ...; others: None."""
     adapter = model.adapters[modality]
     if adapter.name == "text" or adapter.condition_dim is None or modality not in model.cond_maps:
         return None
     return torch.arange(num_samples) % adapter.condition_dim
 
 
-def sample_to_folder(model: SharedQGFDDiffusionModel, modality: str, out_dir: str | Path,
-                     options: SampleOptions, *, progress: bool = False) -> Path:
+def sample_to_folder(
+    model: SharedQGFDDiffusionModel,
+    modality: str,
+    out_dir: str | Path,
+    options: SampleOptions,
+    *,
+    progress: bool = False,
+) -> Path:
     """Generate ``options.num_samples`` of ``modality`` into ``out_dir``; returns the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -70,10 +76,15 @@ def sample_to_folder(model: SharedQGFDDiffusionModel, modality: str, out_dir: st
     scheduler = make_scheduler(options.scheduler, model.backbone)
     condition = default_condition(model, modality, options.num_samples)
     output = model.sample(
-        modality, options.num_samples, condition=condition,
+        modality,
+        options.num_samples,
+        condition=condition,
         generator=torch.Generator().manual_seed(options.seed),
-        num_inference_steps=options.steps, eta=options.eta, guidance_scale=options.guidance,
-        scheduler=scheduler, progress=progress,
+        num_inference_steps=options.steps,
+        eta=options.eta,
+        guidance_scale=options.guidance,
+        scheduler=scheduler,
+        progress=progress,
     )
     adapter = model.adapters[modality]
     metadata = {"modality": modality, "layout": output.layout.to_dict(), **asdict(options)}
@@ -84,7 +95,10 @@ def sample_to_folder(model: SharedQGFDDiffusionModel, modality: str, out_dir: st
     if output.decoded is not None:
         rate = getattr(adapter, "encoder_rate", None)
         written = write_decoded(out_dir, kind_of(adapter), output.decoded, sampling_rate=rate)
-    summary = {**metadata, "decoded": [str(p.relative_to(out_dir)) for p in written],
-               "decodable": adapter.can_decode}
+    summary = {
+        **metadata,
+        "decoded": [str(p.relative_to(out_dir)) for p in written],
+        "decodable": adapter.can_decode,
+    }
     (out_dir / "sample_config.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return out_dir

@@ -36,23 +36,42 @@ def _double(value: Any) -> Any:
     return value
 
 
-def classifier_free_guidance(backbone: nn.Module, x_t: Tensor, t: Tensor | float,
-                             guidance_scale: float, cond_tokens: Tensor,
-                             cond_mask: Tensor | None = None, **forward_kwargs) -> Tensor:
+def classifier_free_guidance(
+    backbone: nn.Module,
+    x_t: Tensor,
+    t: Tensor | float,
+    guidance_scale: float,
+    cond_tokens: Tensor,
+    cond_mask: Tensor | None = None,
+    **forward_kwargs,
+) -> Tensor:
     """Guided prediction from one batched forward: rows [0, B) unconditional (null condition),
     rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality."""
     B = x_t.shape[0]
     batched = {k: _double(v) for k, v in forward_kwargs.items()}
     drop = torch.arange(2 * B, device=x_t.device) < B  # [2B] True = unconditional
-    prediction = backbone(_double(x_t), _double(t), _double(cond_tokens), _double(cond_mask),
-                          force_drop_cond=drop, **batched)  # [2B, L, C]
+    prediction = backbone(
+        _double(x_t),
+        _double(t),
+        _double(cond_tokens),
+        _double(cond_mask),
+        force_drop_cond=drop,
+        **batched,
+    )  # [2B, L, C]
     uncond, cond = prediction.chunk(2)
     return uncond + guidance_scale * (cond - uncond)
 
 
-def guided_prediction(backbone: nn.Module, x_t: Tensor, t: Tensor | float, *,
-                      guidance_scale: float = 1.0, cond_tokens: Tensor | None = None,
-                      cond_mask: Tensor | None = None, **forward_kwargs) -> Tensor:
+def guided_prediction(
+    backbone: nn.Module,
+    x_t: Tensor,
+    t: Tensor | float,
+    *,
+    guidance_scale: float = 1.0,
+    cond_tokens: Tensor | None = None,
+    cond_mask: Tensor | None = None,
+    **forward_kwargs,
+) -> Tensor:
     """The backbone's prediction, guided when there is a condition and ``guidance_scale != 1``.
 
     A given condition is never dropped at random here (even in training mode).
@@ -60,28 +79,36 @@ def guided_prediction(backbone: nn.Module, x_t: Tensor, t: Tensor | float, *,
     if cond_tokens is None or guidance_scale == 1.0:
         drop = None if cond_tokens is None else False
         return backbone(x_t, t, cond_tokens, cond_mask, force_drop_cond=drop, **forward_kwargs)
-    return classifier_free_guidance(backbone, x_t, t, guidance_scale, cond_tokens, cond_mask,
-                                    **forward_kwargs)
+    return classifier_free_guidance(
+        backbone, x_t, t, guidance_scale, cond_tokens, cond_mask, **forward_kwargs
+    )
 
 
-def step_kwargs(scheduler: SchedulerMixin, eta: float,
-                generator: torch.Generator | None) -> dict[str, Any]:
+def step_kwargs(
+    scheduler: SchedulerMixin, eta: float, generator: torch.Generator | None
+) -> dict[str, Any]:
     """``eta`` and ``generator`` for ``scheduler.step``, where its signature accepts them."""
     accepted = inspect.signature(scheduler.step).parameters
     kwargs: dict[str, Any] = {}
     if "eta" in accepted:
         kwargs["eta"] = eta
     elif eta != 0.0:
-        warnings.warn(f"{type(scheduler).__name__}.step takes no eta; eta={eta} is ignored",
-                      stacklevel=3)
+        warnings.warn(
+            f"{type(scheduler).__name__}.step takes no eta; eta={eta} is ignored", stacklevel=3
+        )
     if "generator" in accepted:
         kwargs["generator"] = generator
     return kwargs
 
 
-def initial_latents(scheduler: SchedulerMixin, shape: tuple[int, ...] | None,
-                    latents: Tensor | None, generator: torch.Generator | None,
-                    device: torch.device, dtype: torch.dtype) -> Tensor:
+def initial_latents(
+    scheduler: SchedulerMixin,
+    shape: tuple[int, ...] | None,
+    latents: Tensor | None,
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
     """x_T: given ``latents`` or N(0, I) noise of ``shape``, times ``init_noise_sigma``."""
     if (shape is None) == (latents is None):
         raise ValueError("give exactly one of shape= (draws noise) or latents= (the start x_T)")
@@ -128,8 +155,14 @@ def sample_latents(
     forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
     for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress):
         x_in = scheduler.scale_model_input(x, t)
-        prediction = guided_prediction(backbone, x_in, t, guidance_scale=guidance_scale,
-                                       cond_tokens=cond_tokens, cond_mask=cond_mask,
-                                       **forward_kwargs)
+        prediction = guided_prediction(
+            backbone,
+            x_in,
+            t,
+            guidance_scale=guidance_scale,
+            cond_tokens=cond_tokens,
+            cond_mask=cond_mask,
+            **forward_kwargs,
+        )
         x = scheduler.step(prediction, t, x, **kwargs).prev_sample
     return x

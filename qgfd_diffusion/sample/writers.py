@@ -126,10 +126,10 @@ def _sorted_header(raw: bytes) -> bytes:
     SAFETENSORS_ALIGN), then the tensor bytes, addressed relative to their start (unchanged).
     """
     size = int.from_bytes(raw[:SAFETENSORS_SIZE_BYTES], "little")
-    header = json.loads(raw[SAFETENSORS_SIZE_BYTES:SAFETENSORS_SIZE_BYTES + size])
+    header = json.loads(raw[SAFETENSORS_SIZE_BYTES : SAFETENSORS_SIZE_BYTES + size])
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % SAFETENSORS_ALIGN)
-    data = raw[SAFETENSORS_SIZE_BYTES + size:]
+    data = raw[SAFETENSORS_SIZE_BYTES + size :]
     return len(text).to_bytes(SAFETENSORS_SIZE_BYTES, "little") + text + data
 
 
@@ -270,8 +270,13 @@ def _save_gif(frames: Tensor, path: Path) -> Path:
     """
     images = [_pil_image(frame) for frame in frames]
     images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:],
-        duration=GIF_FRAME_MS, loop=0, optimize=False,
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=GIF_FRAME_MS,
+        loop=0,
+        optimize=False,
     )
     return path
 
@@ -345,8 +350,9 @@ def _write_table(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Pat
         raise ValueError(f"table samples must be a pandas DataFrame, got {type(decoded).__name__}")
     _check_nonempty(len(decoded), "table")
     path = out_dir / TABLE_NAME
-    decoded.to_csv(path, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n",
-                   encoding="utf-8")
+    decoded.to_csv(
+        path, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n", encoding="utf-8"
+    )
     return [path]
 
 

@@ -30,16 +30,26 @@ class DDPMBetaSchedule(nn.Module):
     ``.scheduler`` is the diffusers scheduler (for ``training_target`` / ``diffusion_loss``).
     """
 
-    def __init__(self, num_timesteps: int = 1000, beta_schedule: BetaSchedule = "linear", *,
-                 beta_start: float = 1e-4, beta_end: float = 0.02,
-                 prediction_type: PredictionType = "epsilon"):
+    def __init__(
+        self,
+        num_timesteps: int = 1000,
+        beta_schedule: BetaSchedule = "linear",
+        *,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        prediction_type: PredictionType = "epsilon",
+    ):
         super().__init__()
         check_choice("beta_schedule", beta_schedule, BetaSchedule)
         check_choice("prediction_type", prediction_type, PredictionType)
         check_int("num_timesteps", num_timesteps, 1)
         self.scheduler = DDPMScheduler(
-            num_train_timesteps=num_timesteps, beta_schedule=beta_schedule, beta_start=beta_start,
-            beta_end=beta_end, prediction_type=prediction_type, clip_sample=False,
+            num_train_timesteps=num_timesteps,
+            beta_schedule=beta_schedule,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            prediction_type=prediction_type,
+            clip_sample=False,
         )
         betas = self.scheduler.betas.to(torch.float64)  # beta_t [T]
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # a_bar_t [T], float64
@@ -57,8 +67,13 @@ class DDPMBetaSchedule(nn.Module):
         return f"num_timesteps={self.num_timesteps}, beta_schedule={schedule!r}"
 
 
-def q_sample(x0: Tensor, t: Tensor, schedule: DDPMBetaSchedule, noise: Tensor | None = None,
-             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def q_sample(
+    x0: Tensor,
+    t: Tensor,
+    schedule: DDPMBetaSchedule,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
     """Draw x_t ~ q(x_t | x0) (DDPM eq. 4). x0 [B, ...], t [B] long -> (x_t, eps), both like x0."""
     if noise is None:
         noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)

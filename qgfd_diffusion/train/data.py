@@ -84,8 +84,9 @@ def _split_hub_name(name: str | None, options: dict[str, Any]) -> tuple[str, str
     return repo, options.pop("config", None) or config or None
 
 
-def load_hub(name: str | None, split: str, files: list[str] | None,
-             format: str | None, **options: Any) -> datasets.Dataset:
+def load_hub(
+    name: str | None, split: str, files: list[str] | None, format: str | None, **options: Any
+) -> datasets.Dataset:
     """`datasets.load_dataset(name, config, split=split)`; needs the hub (or its local cache)."""
     repo, config = _split_hub_name(name, options)
     try:
@@ -113,8 +114,9 @@ def _data_files(files: list[str] | None) -> list[str]:
     return resolved
 
 
-def load_files(name: str | None, split: str, files: list[str] | None,
-               format: str | None, **options: Any) -> datasets.Dataset:
+def load_files(
+    name: str | None, split: str, files: list[str] | None, format: str | None, **options: Any
+) -> datasets.Dataset:
     """Local files through a datasets builder (`format` in FILE_FORMATS).
 
     "text" gives one example per non-blank line. "audiofolder" keeps file paths (decoded with
@@ -123,8 +125,11 @@ def load_files(name: str | None, split: str, files: list[str] | None,
     builder = _check_choice("files format", format, FILE_FORMATS)
     data_files = {split: _data_files(files)}
     if builder == "audiofolder":
-        options = {"drop_labels": True,
-                   "features": datasets.Features({"audio": datasets.Value("string")}), **options}
+        options = {
+            "drop_labels": True,
+            "features": datasets.Features({"audio": datasets.Value("string")}),
+            **options,
+        }
     dataset = datasets.load_dataset(builder, data_files=data_files, split=split, **options)
     if builder == "text":
         dataset = dataset.filter(_is_nonblank, input_columns="text")
@@ -136,31 +141,41 @@ def _is_nonblank(text: str) -> bool:
 
 
 # ------------------------------------------------------------------------------ bundled source
-def _validated_options(reader: Callable[..., Any], source_name: str,
-                       options: dict[str, Any]) -> dict[str, Any]:
+def _validated_options(
+    reader: Callable[..., Any], source_name: str, options: dict[str, Any]
+) -> dict[str, Any]:
     allowed = list(inspect.signature(reader).parameters)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"bundled source {source_name!r} got unknown options {unknown}; "
-                         f"allowed: {', '.join(allowed) or '(none)'}")
+        raise ValueError(
+            f"bundled source {source_name!r} got unknown options {unknown}; "
+            f"allowed: {', '.join(allowed) or '(none)'}"
+        )
     return options
 
 
 @functools.lru_cache(maxsize=16)
-def _bundled_dataset(source_name: str,
-                     frozen_options: tuple[tuple[str, Any], ...]) -> datasets.Dataset:
+def _bundled_dataset(
+    source_name: str, frozen_options: tuple[tuple[str, Any], ...]
+) -> datasets.Dataset:
     """Read and wrap one bundled source once per process (decoding video or MNIST is not free);
     callers shuffle/select, which returns new datasets, so the cached one is never mutated."""
     data: BundledData = BUNDLED_SOURCES[source_name](**dict(frozen_options))
     info = datasets.DatasetInfo(features=data.features)
     dataset = datasets.Dataset.from_dict(data.columns, info=info)
-    return _describe(dataset, source="bundled", name=source_name, modality=data.modality,
-                     categorical_columns=list(data.categorical_columns),
-                     target_column=data.target_column)
+    return _describe(
+        dataset,
+        source="bundled",
+        name=source_name,
+        modality=data.modality,
+        categorical_columns=list(data.categorical_columns),
+        target_column=data.target_column,
+    )
 
 
-def load_bundled(name: str | None, split: str, files: list[str] | None,
-                 format: str | None, **options: Any) -> datasets.Dataset:
+def load_bundled(
+    name: str | None, split: str, files: list[str] | None, format: str | None, **options: Any
+) -> datasets.Dataset:
     """A bundled offline source by `name` (see `BUNDLED_SOURCES`). Bundled sources have a single
     split; carve a validation set with `split_train_validation`."""
     source_name = _check_choice("bundled name", name, BUNDLED_SOURCES)
@@ -188,8 +203,10 @@ def _infer_modality(dataset: datasets.Dataset, column: str | None, format: str |
             return _FEATURE_MODALITY[type(feature)]
         if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
             return "text"
-        raise ValueError(f"column {column!r} has feature {feature}; supported data columns are "
-                         "Image, Audio and string columns (leave column unset for tables)")
+        raise ValueError(
+            f"column {column!r} has feature {feature}; supported data columns are "
+            "Image, Audio and string columns (leave column unset for tables)"
+        )
     for feature in features.values():
         if type(feature) in _FEATURE_MODALITY:
             return _FEATURE_MODALITY[type(feature)]
@@ -206,10 +223,15 @@ def _data_column(dataset: datasets.Dataset, modality: str, column: str | None) -
 
 
 def _categorical_columns(features: datasets.Features) -> list[str]:
-    return [name for name, feature in features.items()
-            if isinstance(feature, datasets.ClassLabel)
-            or (isinstance(feature, datasets.Value)
-                and feature.dtype in ("string", "large_string", "bool"))]
+    return [
+        name
+        for name, feature in features.items()
+        if isinstance(feature, datasets.ClassLabel)
+        or (
+            isinstance(feature, datasets.Value)
+            and feature.dtype in ("string", "large_string", "bool")
+        )
+    ]
 
 
 def _image_array(image: Any) -> np.ndarray:
@@ -231,23 +253,29 @@ def _read_audio(value: str | Mapping[str, Any]) -> tuple[np.ndarray, int]:
 
 def _image_batch(batch: dict[str, list]) -> dict[str, list]:
     n = len(batch["image"])
-    return {"image": [_image_array(image) for image in batch["image"]],
-            "label": batch.get("label", [NO_LABEL] * n)}
+    return {
+        "image": [_image_array(image) for image in batch["image"]],
+        "label": batch.get("label", [NO_LABEL] * n),
+    }
 
 
 def _audio_batch(batch: dict[str, list]) -> dict[str, list]:
     decoded = [_read_audio(value) for value in batch["audio"]]
-    return {"audio": [samples for samples, _ in decoded],
-            "sampling_rate": [rate for _, rate in decoded]}
+    return {
+        "audio": [samples for samples, _ in decoded],
+        "sampling_rate": [rate for _, rate in decoded],
+    }
 
 
 _DECODERS: dict[str, Callable[[dict[str, list]], dict[str, list]]] = {
-    "image": _image_batch, "audio": _audio_batch,
+    "image": _image_batch,
+    "audio": _audio_batch,
 }
 
 
-def _to_schema(dataset: datasets.Dataset, modality: str, column: str | None,
-               label_column: str | None) -> datasets.Dataset:
+def _to_schema(
+    dataset: datasets.Dataset, modality: str, column: str | None, label_column: str | None
+) -> datasets.Dataset:
     """Rename the data column (and label) to the schema names, drop the rest, and decode
     images/audio on access (`set_transform`, lazily, so big datasets are not rewritten)."""
     if modality == "table":
@@ -258,34 +286,56 @@ def _to_schema(dataset: datasets.Dataset, modality: str, column: str | None,
     if modality == "audio" and isinstance(dataset.features[next(iter(keep))], datasets.Audio):
         dataset = dataset.cast_column(next(iter(keep)), datasets.Audio(decode=False))
     dataset = dataset.select_columns(list(keep)).rename_columns(
-        {old: new for old, new in keep.items() if old != new})
+        {old: new for old, new in keep.items() if old != new}
+    )
     if modality in _DECODERS:
         dataset.set_transform(_DECODERS[modality])
     return dataset
 
 
-def _normalise(dataset: datasets.Dataset, source: str, name: str | None, format: str | None,
-               column: str | None, label_column: str | None,
-               modality: str | None) -> datasets.Dataset:
+def _normalise(
+    dataset: datasets.Dataset,
+    source: str,
+    name: str | None,
+    format: str | None,
+    column: str | None,
+    label_column: str | None,
+    modality: str | None,
+) -> datasets.Dataset:
     for wanted in (column, label_column):
         if wanted is not None and wanted not in dataset.features:
-            raise ValueError(f"column {wanted!r} not in dataset; columns: "
-                             f"{', '.join(dataset.features)}")
+            raise ValueError(
+                f"column {wanted!r} not in dataset; columns: {', '.join(dataset.features)}"
+            )
     modality = modality or _infer_modality(dataset, column, format)
     _check_choice("modality", modality, MODALITIES)
     categorical = _categorical_columns(dataset.features) if modality == "table" else []
     target = label_column if modality == "table" else None
     dataset = _to_schema(dataset, modality, column, label_column)
-    return _describe(dataset, source=source, name=name or format, modality=modality,
-                     categorical_columns=categorical, target_column=target)
+    return _describe(
+        dataset,
+        source=source,
+        name=name or format,
+        modality=modality,
+        categorical_columns=categorical,
+        target_column=target,
+    )
 
 
 # ---------------------------------------------------------------------------------- entry point
-def load_dataset_source(source: str, *, name: str | None = None, split: str = "train",
-                        files: list[str] | None = None, format: str | None = None,
-                        column: str | None = None, label_column: str | None = None,
-                        max_items: int | None = None, seed: int = 0,
-                        **options: Any) -> datasets.Dataset:
+def load_dataset_source(
+    source: str,
+    *,
+    name: str | None = None,
+    split: str = "train",
+    files: list[str] | None = None,
+    format: str | None = None,
+    column: str | None = None,
+    label_column: str | None = None,
+    max_items: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> datasets.Dataset:
     """Load RAW examples from one source (`SOURCES`) in the per-modality schema.
 
     Args:
@@ -318,8 +368,9 @@ def load_dataset_source(source: str, *, name: str | None = None, split: str = "t
     return dataset
 
 
-def split_train_validation(dataset: datasets.Dataset, validation_fraction: float,
-                           seed: int = 0) -> tuple[datasets.Dataset, datasets.Dataset]:
+def split_train_validation(
+    dataset: datasets.Dataset, validation_fraction: float, seed: int = 0
+) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Deterministic (train, validation) split: the same seed gives the same split."""
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
@@ -346,8 +397,10 @@ def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
     rates = {int(example["sampling_rate"]) for example in examples}
     if len(rates) != 1:
         raise ValueError(f"one batch mixes sampling rates {sorted(rates)}; resample first")
-    return {"waveforms": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
-            "sampling_rate": rates.pop()}
+    return {
+        "waveforms": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
+        "sampling_rate": rates.pop(),
+    }
 
 
 def collate_video(examples: list[dict[str, Any]]) -> torch.Tensor:
@@ -399,7 +452,7 @@ class ResumableSampler(Sampler[int]):
         return torch.randperm(self.num_items, generator=generator).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.epoch)[self.position:])
+        return iter(self.order(self.epoch)[self.position :])
 
     def __len__(self) -> int:
         return self.num_items  # a whole epoch, so DataLoader's len is batches per epoch
@@ -411,16 +464,24 @@ class ResumableSampler(Sampler[int]):
         self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, int | bool]:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
-                "num_items": self.num_items, "shuffle": self.shuffle}
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            "num_items": self.num_items,
+            "shuffle": self.shuffle,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key in ("num_items", "shuffle"):
             if key in state and state[key] != getattr(self, key):
-                raise ValueError(f"sampler state has {key}={state[key]!r} but this loader has "
-                                 f"{getattr(self, key)!r}: not the same dataset/config")
-        self.seed, self.epoch, self.position = (int(state[key])
-                                                for key in ("seed", "epoch", "position"))
+                raise ValueError(
+                    f"sampler state has {key}={state[key]!r} but this loader has "
+                    f"{getattr(self, key)!r}: not the same dataset/config"
+                )
+        self.seed, self.epoch, self.position = (
+            int(state[key]) for key in ("seed", "epoch", "position")
+        )
 
 
 class ResumableDataLoader(DataLoader):
@@ -443,17 +504,27 @@ class ResumableDataLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-def make_dataloader(dataset: datasets.Dataset, modality: str, batch_size: int, seed: int = 0,
-                    shuffle: bool = True, drop_last: bool = True,
-                    num_workers: int = 0) -> ResumableDataLoader:
+def make_dataloader(
+    dataset: datasets.Dataset,
+    modality: str,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+) -> ResumableDataLoader:
     """A resumable loader whose batches are the raw batch of `modality` (see `COLLATE_FNS`)."""
     collate = COLLATE_FNS[_check_choice("modality", modality, COLLATE_FNS)]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle)
     return ResumableDataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-        collate_fn=collate, num_workers=num_workers,
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        collate_fn=collate,
+        num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),  # worker seeds
     )
 
@@ -466,5 +537,7 @@ def infinite_batches(loader: ResumableDataLoader) -> Iterator[Any]:
             empty_epoch = False
             yield batch
         if empty_epoch:
-            raise ValueError(f"an epoch of {loader.sampler.num_items} items gives no batch of "
-                             f"{loader.batch_size} (drop_last={loader.drop_last})")
+            raise ValueError(
+                f"an epoch of {loader.sampler.num_items} items gives no batch of "
+                f"{loader.batch_size} (drop_last={loader.drop_last})"
+            )

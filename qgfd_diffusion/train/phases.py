@@ -42,15 +42,24 @@ class PhaseData:
 
 def load_phase_data(data: DataConfig, seed: int) -> PhaseData:
     dataset = load_dataset_source(
-        data.source, name=data.name, split=data.split, files=data.files, format=data.format,
-        column=data.column, label_column=data.label_column, max_items=data.max_items, seed=seed,
+        data.source,
+        name=data.name,
+        split=data.split,
+        files=data.files,
+        format=data.format,
+        column=data.column,
+        label_column=data.label_column,
+        max_items=data.max_items,
+        seed=seed,
         **data.options,
     )
     train, validation = split_train_validation(dataset, data.validation_fraction, seed)
     return PhaseData(train, validation, dataset_metadata(dataset)["modality"])
 
 
-def build_phase_adapter(phase: PhaseConfig, data: PhaseData, run_dir: Path, seed: int) -> ModalityAdapter:
+def build_phase_adapter(
+    phase: PhaseConfig, data: PhaseData, run_dir: Path, seed: int
+) -> ModalityAdapter:
     """Build, measure and fit the phase's adapter (deterministic given ``seed``)."""
     adapter_class = get_adapter_class(phase.adapter)
     options = dict(phase.adapter_options)
@@ -60,7 +69,8 @@ def build_phase_adapter(phase: PhaseConfig, data: PhaseData, run_dir: Path, seed
     else:
         if "encoder_name_or_path" in options:
             options["encoder_name_or_path"] = resolve_encoder(
-                options["encoder_name_or_path"], run_dir, seed, data.train)
+                options["encoder_name_or_path"], run_dir, seed, data.train
+            )
         adapter = adapter_class(adapter_class.config_class.from_dict(options))
     fit_adapter(adapter, phase, data, seed)
     return adapter
@@ -70,7 +80,7 @@ def resolve_encoder(name: str, run_dir: Path, seed: int, train: datasets.Dataset
     """``tiny:KIND`` -> a tiny random encoder saved under the run folder (built once)."""
     if not name.startswith(TINY_PREFIX):
         return name
-    kind = name[len(TINY_PREFIX):]
+    kind = name[len(TINY_PREFIX) :]
     folder = run_dir / "encoders" / kind
     if not (folder / "config.json").is_file():
         texts = None
@@ -82,19 +92,22 @@ def resolve_encoder(name: str, run_dir: Path, seed: int, train: datasets.Dataset
 
 def fit_adapter(adapter: ModalityAdapter, phase: PhaseConfig, data: PhaseData, seed: int) -> None:
     """Latent statistics, then the decoder head (reconstruction loss), on training batches."""
-    loader = make_dataloader(data.train, data.modality, phase.batch_size, seed=seed + FIT_SEED_OFFSET)
+    loader = make_dataloader(
+        data.train, data.modality, phase.batch_size, seed=seed + FIT_SEED_OFFSET
+    )
     batches = (raw_for_adapter(adapter, raw) for raw in infinite_batches(loader))
     with torch.random.fork_rng(devices=[]):  # fitting leaves the global RNG as it found it
         torch.manual_seed(seed + FIT_SEED_OFFSET)
         adapter.fit_latent_stats(list(islice(batches, STATS_BATCHES)))
         if adapter.decoder_parameters() and phase.fit_steps > 0:
             # fit_decoder cycles over the batches it is given: a fresh batch per step, up to a cap
-            adapter.fit_decoder(list(islice(batches, min(phase.fit_steps, FIT_BATCHES))),
-                                steps=phase.fit_steps)
+            adapter.fit_decoder(
+                list(islice(batches, min(phase.fit_steps, FIT_BATCHES))), steps=phase.fit_steps
+            )
 
 
 def raw_for_adapter(adapter: ModalityAdapter, raw: Any) -> Any:
-    """The data layer's batch -> what the adapter takes (labels only where it conditions on them)."""
+    """The data layer's batch -> what the adapter takes (labels only where it uses them)."""
     if isinstance(raw, dict) and "labels" in raw and adapter.condition_dim is None:
         return {key: value for key, value in raw.items() if key != "labels"}
     return raw

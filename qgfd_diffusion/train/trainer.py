@@ -79,19 +79,27 @@ class PhaseRun:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, output_dir: str | Path, *, resume: bool = False,
-                 progress: bool = True):
+    def __init__(
+        self,
+        config: RunConfig,
+        output_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ):
         self.config, self.out, self.progress = config, Path(output_dir), progress
         # Without an accelerator, accelerate runs multi-process jobs (torchrun / accelerate
         # launch) as gloo data parallelism only when told it is on CPU.
-        self.accelerator = Accelerator(mixed_precision=config.train.mixed_precision,
-                                       cpu=not torch.accelerator.is_available())
+        self.accelerator = Accelerator(
+            mixed_precision=config.train.mixed_precision, cpu=not torch.accelerator.is_available()
+        )
         self.checkpoint = self._prepare_output_dir(resume)
         _seed_everything(config.seed)
         self.model = SharedQGFDDiffusionModel(config.model)
         self.backbone = self.accelerator.prepare(self.model.backbone)
-        self.ema = EMAModel(self.model.backbone.parameters(), decay=config.train.ema_decay,
-                            use_ema_warmup=True)
+        self.ema = EMAModel(
+            self.model.backbone.parameters(), decay=config.train.ema_decay, use_ema_warmup=True
+        )
         self.generator = torch.Generator().manual_seed(config.seed)  # t, eps, guidance dropout
         self.state = LoopState()
         self.data: dict[str, PhaseData] = {}
@@ -116,8 +124,12 @@ class Trainer:
     def _run_phase(self, index: int, resume_parts: dict | None) -> None:
         phase = self.config.phases[index]
         run = self._start_phase(index, resume_parts)
-        bar = tqdm(total=phase.steps, initial=self.state.phase_step, desc=f"phase {phase.name}",
-                   disable=not (self.progress and self.is_main))
+        bar = tqdm(
+            total=phase.steps,
+            initial=self.state.phase_step,
+            desc=f"phase {phase.name}",
+            disable=not (self.progress and self.is_main),
+        )
         while self.state.phase_step < phase.steps:
             name, raw = self._next_batch(run)
             started = time.perf_counter()
@@ -131,10 +143,16 @@ class Trainer:
             self.ema.step(self.model.backbone.parameters())
             set_qgfd_step(self.model.backbone, self.state.global_step)
             elapsed = time.perf_counter() - started
-            self.log.step(step=self.state.global_step, phase=phase.name, batch_phase=name,
-                          loss=loss, lr=run.lr_scheduler.get_last_lr()[0], grad_norm=grad_norm,
-                          nonfinite_skipped=self.state.nonfinite,
-                          samples_per_sec=batch_size / max(elapsed, 1e-9))
+            self.log.step(
+                step=self.state.global_step,
+                phase=phase.name,
+                batch_phase=name,
+                loss=loss,
+                lr=run.lr_scheduler.get_last_lr()[0],
+                grad_norm=grad_norm,
+                nonfinite_skipped=self.state.nonfinite,
+                samples_per_sec=batch_size / max(elapsed, 1e-9),
+            )
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
             if self.state.global_step % self.config.train.checkpoint_every == 0:
@@ -147,17 +165,24 @@ class Trainer:
     def _start_phase(self, index: int, resume_parts: dict | None) -> PhaseRun:
         phase = self.config.phases[index]
         if phase.name not in self.model.adapters:
-            with self.accelerator.main_process_first():  # one process builds shared files (encoders)
-                adapter = build_phase_adapter(phase, self._phase_data(phase), self.out,
-                                              self.config.seed + index)
+            with (
+                self.accelerator.main_process_first()
+            ):  # one process builds shared files (encoders)
+                adapter = build_phase_adapter(
+                    phase, self._phase_data(phase), self.out, self.config.seed + index
+                )
             self.model.add_modality(phase.name, adapter)
         loader = self._loader(phase, index)
-        optimizer = torch.optim.AdamW(self.model.backbone.parameters(), lr=phase.lr,
-                                      betas=tuple(self.config.train.adam_betas),
-                                      weight_decay=phase.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.model.backbone.parameters(),
+            lr=phase.lr,
+            betas=tuple(self.config.train.adam_betas),
+            weight_decay=phase.weight_decay,
+        )
         schedule = "cosine" if self.config.train.lr_schedule == "cosine" else "constant_with_warmup"
-        lr_scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=phase.warmup_steps,
-                                     num_training_steps=phase.steps)
+        lr_scheduler = get_scheduler(
+            schedule, optimizer, num_warmup_steps=phase.warmup_steps, num_training_steps=phase.steps
+        )
         run = PhaseRun(phase, loader, None, self.accelerator.prepare(optimizer), lr_scheduler)
         if phase.replay_phase is not None:
             replay_index = [p.name for p in self.config.phases].index(phase.replay_phase)
@@ -170,7 +195,9 @@ class Trainer:
 
     def _loader(self, phase: PhaseConfig, index: int):
         data = self._phase_data(phase)
-        return make_dataloader(data.train, data.modality, phase.batch_size, seed=self.config.seed + index)
+        return make_dataloader(
+            data.train, data.modality, phase.batch_size, seed=self.config.seed + index
+        )
 
     def _phase_data(self, phase: PhaseConfig) -> PhaseData:
         if phase.name not in self.data:
@@ -178,7 +205,7 @@ class Trainer:
         return self.data[phase.name]
 
     def _next_batch(self, run: PhaseRun) -> tuple[str, Any]:
-        """(modality name, raw global batch): the phase's data, or every k-th step a replay batch."""
+        """(modality name, raw global batch): the phase's data, or a replay batch every k steps."""
         phase = run.config
         replay_due = phase.replay_every and (self.state.phase_step + 1) % phase.replay_every == 0
         if run.replay_batches is not None and replay_due:
@@ -194,15 +221,24 @@ class Trainer:
         x0 = batch.latents  # [B_global, L, C]
         dropout = run.config.cond_dropout
         draws = draw_training_noise(
-            self.model.scheduler, tuple(x0.shape), generator=self.generator, device=x0.device,
-            dtype=x0.dtype, has_condition=batch.cond_tokens is not None,
+            self.model.scheduler,
+            tuple(x0.shape),
+            generator=self.generator,
+            device=x0.device,
+            dtype=x0.dtype,
+            has_condition=batch.cond_tokens is not None,
             cond_dropout=self.config.model.cond_dropout_prob if dropout is None else dropout,
         )
         shard = self._shard(x0.shape[0])
         with self.accelerator.autocast():
-            loss = denoising_loss(self.backbone, self.model.scheduler, batch.select(shard),
-                                  draws.shard(shard), modality=self.model.modality_id(name),
-                                  min_snr_gamma=self.config.train.min_snr_gamma)
+            loss = denoising_loss(
+                self.backbone,
+                self.model.scheduler,
+                batch.select(shard),
+                draws.shard(shard),
+                modality=self.model.modality_id(name),
+                min_snr_gamma=self.config.train.min_snr_gamma,
+            )
         global_loss = self.accelerator.reduce(loss.detach(), reduction="mean")
         if not torch.isfinite(global_loss):
             return self._skip_nonfinite(run, "loss")
@@ -218,7 +254,9 @@ class Trainer:
     def _shard(self, global_batch: int) -> slice:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         if global_batch % world:
-            raise TrainingError(f"batch_size {global_batch} must be divisible by the {world} processes")
+            raise TrainingError(
+                f"batch_size {global_batch} must be divisible by the {world} processes"
+            )
         size = global_batch // world
         return slice(rank * size, (rank + 1) * size)
 
@@ -246,23 +284,47 @@ class Trainer:
         backbone.eval()
         for index, phase in enumerate(self.config.phases[: upto + 1]):
             loss = self._validation_loss(index, phase, batches)
-            self.log.validation(after_phase=self.config.phases[upto].name, phase=phase.name,
-                                step=self.state.global_step, loss=loss)
+            self.log.validation(
+                after_phase=self.config.phases[upto].name,
+                phase=phase.name,
+                step=self.state.global_step,
+                loss=loss,
+            )
         backbone.train(was_training)
 
     def _validation_loss(self, index: int, phase: PhaseConfig, batches: int) -> float:
         data = self._phase_data(phase)
-        loader = make_dataloader(data.validation, data.modality, min(phase.batch_size, len(data.validation)),
-                                 seed=0, shuffle=False, drop_last=True)
+        loader = make_dataloader(
+            data.validation,
+            data.modality,
+            min(phase.batch_size, len(data.validation)),
+            seed=0,
+            shuffle=False,
+            drop_last=True,
+        )
         generator = torch.Generator().manual_seed(self.config.seed + VALIDATION_SEED_OFFSET + index)
         adapter, losses = self.model.adapters[phase.name], []
-        for raw, _ in zip(loader, range(batches)):
+        for raw, _ in zip(loader, range(batches), strict=False):  # at most `batches`
             batch = self.model.to_shared(phase.name, adapter.encode(raw_for_adapter(adapter, raw)))
-            draws = draw_training_noise(self.model.scheduler, tuple(batch.latents.shape),
-                                        generator=generator, device=batch.latents.device,
-                                        dtype=batch.latents.dtype, has_condition=False)
-            losses.append(float(denoising_loss(self.model.backbone, self.model.scheduler, batch, draws,
-                                               modality=self.model.modality_id(phase.name))))
+            draws = draw_training_noise(
+                self.model.scheduler,
+                tuple(batch.latents.shape),
+                generator=generator,
+                device=batch.latents.device,
+                dtype=batch.latents.dtype,
+                has_condition=False,
+            )
+            losses.append(
+                float(
+                    denoising_loss(
+                        self.model.backbone,
+                        self.model.scheduler,
+                        batch,
+                        draws,
+                        modality=self.model.modality_id(phase.name),
+                    )
+                )
+            )
         return float(np.mean(losses)) if losses else float("nan")
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -274,19 +336,31 @@ class Trainer:
                 "backbone": self.model.backbone.state_dict(),
                 "ema": self.ema.state_dict(),
                 "rng": {**capture_rng_state(), "generator": self.generator.get_state()},
-                "trainer": {**asdict(self.state), "config": self.config.to_dict(),
-                            "layouts": {k: v.to_dict() for k, v in self.model.layouts.items()},
-                            "modalities": list(self.model.adapters)},
+                "trainer": {
+                    **asdict(self.state),
+                    "config": self.config.to_dict(),
+                    "layouts": {k: v.to_dict() for k, v in self.model.layouts.items()},
+                    "modalities": list(self.model.adapters),
+                },
             }
             if run is not None:  # mid-phase: what the phase needs to go on exactly
                 parts["optimizer"] = run.optimizer.state_dict()
                 parts["lr_scheduler"] = run.lr_scheduler.state_dict()
-                parts["data"] = {"train": run.loader.state_dict(),
-                                 "replay": run.replay_loader and run.replay_loader.state_dict()}
-            folders = {f"adapters/{name}": adapter.save_pretrained
-                       for name, adapter in self.model.adapters.items()}
-            save_checkpoint(self.out / "checkpoints", self.state.global_step, parts,
-                            keep=self.config.train.keep_checkpoints, folders=folders)
+                parts["data"] = {
+                    "train": run.loader.state_dict(),
+                    "replay": run.replay_loader and run.replay_loader.state_dict(),
+                }
+            folders = {
+                f"adapters/{name}": adapter.save_pretrained
+                for name, adapter in self.model.adapters.items()
+            }
+            save_checkpoint(
+                self.out / "checkpoints",
+                self.state.global_step,
+                parts,
+                keep=self.config.train.keep_checkpoints,
+                folders=folders,
+            )
             self.log.flush()
         self.accelerator.wait_for_everyone()
 
@@ -295,8 +369,10 @@ class Trainer:
         trainer = load_part(folder, "trainer")
         saved = run_config_from_dict(trainer["config"])
         if saved.model != self.config.model:
-            raise TrainingError(f"{folder} was written by a run with another model config; "
-                                "resume with the same config (or start a new output dir)")
+            raise TrainingError(
+                f"{folder} was written by a run with another model config; "
+                "resume with the same config (or start a new output dir)"
+            )
         from ..adapters import load_adapter
 
         for name in trainer["modalities"]:
@@ -325,8 +401,10 @@ class Trainer:
     def _prepare_output_dir(self, resume: bool) -> Path | None:
         holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
         if holds_run and not resume:
-            raise TrainingError(f"{self.out} already holds a run: pass --resume to continue it, "
-                                "or choose another --output-dir")
+            raise TrainingError(
+                f"{self.out} already holds a run: pass --resume to continue it, "
+                "or choose another --output-dir"
+            )
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
@@ -354,8 +432,11 @@ class Trainer:
             self.model.save_pretrained(tmp)
             ema_backbone.save_pretrained(tmp / "backbone_ema")
             (tmp / "run_config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            summary = {**asdict(self.state), "processes": self.accelerator.num_processes,
-                       "ranks_in_sync": in_sync}
+            summary = {
+                **asdict(self.state),
+                "processes": self.accelerator.num_processes,
+                "ranks_in_sync": in_sync,
+            }
             (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -365,7 +446,9 @@ class Trainer:
 
     def _ranks_in_sync(self) -> bool:
         """Every process holds the same backbone weights (a checksum gathered from all ranks)."""
-        checksum = torch.stack([p.detach().double().sum() for p in self.model.backbone.parameters()]).sum()
+        checksum = torch.stack(
+            [p.detach().double().sum() for p in self.model.backbone.parameters()]
+        ).sum()
         gathered = self.accelerator.gather(checksum.reshape(1).to(self.accelerator.device))
         return bool((gathered == gathered[0]).all())
 

@@ -46,13 +46,25 @@ def test_seed_000_example_runs_as_written():
 
 def test_qgfd_layer_matches_naive_for_shared_and_batched_nodes_and_graphs():
     layer = QGFDLayer(dim=16, topk=3, diffusion_steps=4, alpha=0.6).double()
-    queries, kv = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(7, 16, dtype=torch.float64)
-    Q, K, V = (proj(x).unsqueeze(1) for proj, x in ((layer.q_proj, queries), (layer.k_proj, kv[None].expand(2, -1, -1)), (layer.v_proj, kv[None].expand(2, -1, -1))))
+    queries, kv = (
+        torch.randn(2, 5, 16, dtype=torch.float64),
+        torch.randn(7, 16, dtype=torch.float64),
+    )
+    Q, K, V = (
+        proj(x).unsqueeze(1)
+        for proj, x in (
+            (layer.q_proj, queries),
+            (layer.k_proj, kv[None].expand(2, -1, -1)),
+            (layer.v_proj, kv[None].expand(2, -1, -1)),
+        )
+    )
     ref = layer.out_proj(naive_qgfd_attention(Q, K, V, alpha=0.6, steps=4, topk=3).squeeze(1))
     torch.testing.assert_close(layer(queries, kv), ref, atol=1e-10, rtol=0)
     torch.testing.assert_close(layer(queries, kv[None].expand(2, -1, -1)), ref, atol=1e-10, rtol=0)
     adj = torch.rand(2, 7, 7, dtype=torch.float64)
-    ref_graph = layer.out_proj(naive_qgfd_attention(Q, K, V, alpha=0.6, steps=4, transition="graph", graph=adj).squeeze(1))
+    ref_graph = layer.out_proj(
+        naive_qgfd_attention(Q, K, V, alpha=0.6, steps=4, transition="graph", graph=adj).squeeze(1)
+    )
     torch.testing.assert_close(layer(queries, kv, adj=adj), ref_graph, atol=1e-10, rtol=0)
 
 
@@ -78,7 +90,9 @@ def test_heat_kernel_at_half_time_is_softmax_attention_and_depth_scaling():
     heat = HeatKernel(H, t=0.5)
     torch.testing.assert_close(heat(q, k, v), F.scaled_dot_product_attention(q, k, v))
     sharp = HeatKernel(H, t=0.25)(q, k, v)
-    torch.testing.assert_close(sharp, F.scaled_dot_product_attention(q, k, v, scale=2 / math.sqrt(D // H)))
+    torch.testing.assert_close(
+        sharp, F.scaled_dot_product_attention(q, k, v, scale=2 / math.sqrt(D // H))
+    )
     scaled = HeatKernel(H, t=0.28, mode="depth_scaled", depth=16, reference_depth=4)
     torch.testing.assert_close(scaled.diffusion_time(), torch.full((H,), 0.14))
 
@@ -134,10 +148,17 @@ def test_qgfd_module_at_zero_alpha_equals_sdpa_module_with_same_weights():
     assert torch.equal(qgfd(x, key_padding_mask=_padding()), sdpa(x, key_padding_mask=_padding()))
 
 
-@pytest.mark.parametrize("kind,options", [
-    ("sdpa", {}), ("qgfd", dict(alpha=0.5, steps=2)), ("qgfd", dict(alpha=0.5, steps=2, transition="linear")),
-    ("heat", dict(t=0.3)), ("difformer", dict(variant="s")), ("difformer", dict(variant="a")),
-])
+@pytest.mark.parametrize(
+    "kind,options",
+    [
+        ("sdpa", {}),
+        ("qgfd", dict(alpha=0.5, steps=2)),
+        ("qgfd", dict(alpha=0.5, steps=2, transition="linear")),
+        ("heat", dict(t=0.3)),
+        ("difformer", dict(variant="s")),
+        ("difformer", dict(variant="a")),
+    ],
+)
 def test_every_kind_handles_self_and_cross_attention_with_padding(kind, options):
     attention = make_attention(kind, D, H, kv_dim=16, **options)
     x, context = torch.randn(B, 5, D), torch.randn(B, L, 16)
@@ -148,13 +169,16 @@ def test_every_kind_handles_self_and_cross_attention_with_padding(kind, options)
     torch.testing.assert_close(attention(x, context_changed, key_padding_mask=_padding()), out)
 
 
-@pytest.mark.parametrize("kind,options,pattern", [
-    ("flash", {}, "attention must be one of"),
-    ("qgfd", dict(alpha=2.0), "alpha must be in"),
-    ("qgfd", dict(alpha_mode="cosine"), "alpha_mode must be one of"),
-    ("heat", dict(mode="slow"), "heat mode must be one of"),
-    ("difformer", dict(variant="b"), "difformer variant must be one of"),
-])
+@pytest.mark.parametrize(
+    "kind,options,pattern",
+    [
+        ("flash", {}, "attention must be one of"),
+        ("qgfd", dict(alpha=2.0), "alpha must be in"),
+        ("qgfd", dict(alpha_mode="cosine"), "alpha_mode must be one of"),
+        ("heat", dict(mode="slow"), "heat mode must be one of"),
+        ("difformer", dict(variant="b"), "difformer variant must be one of"),
+    ],
+)
 def test_bad_kind_options_are_rejected_by_name(kind, options, pattern):
     with pytest.raises(ValueError, match=pattern):
         make_attention(kind, D, H, **options)

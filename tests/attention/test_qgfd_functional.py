@@ -14,7 +14,9 @@ TOL = 1e-8
 
 def _inputs(Lq=N, requires_grad=True):
     g = torch.Generator().manual_seed(1)
-    make = lambda L: torch.randn(B, H, L, D, generator=g, dtype=torch.float64, requires_grad=requires_grad)
+    make = lambda L: torch.randn(
+        B, H, L, D, generator=g, dtype=torch.float64, requires_grad=requires_grad
+    )
     return make(Lq), make(N), make(N)
 
 
@@ -33,7 +35,9 @@ def _masks():
 
 def _graph():
     g = torch.Generator().manual_seed(3)
-    A = (torch.rand(N, N, generator=g) < 0.3).double() * torch.rand(N, N, generator=g, dtype=torch.float64)
+    A = (torch.rand(N, N, generator=g) < 0.3).double() * torch.rand(
+        N, N, generator=g, dtype=torch.float64
+    )
     A[4] = 0.0  # a dangling node
     return A
 
@@ -45,9 +49,14 @@ SCORELESS = {"graph", "linear"}  # accept only key-padding masks
 
 def _case(transition, iteration):
     steps = None if iteration == "fixed_point" else 3
-    return dict(alpha=0.7, steps=steps, transition=transition,
-                iteration="ppr" if iteration == "fixed_point" else iteration,
-                graph=_graph() if transition == "graph" else None, temperature=0.5)
+    return dict(
+        alpha=0.7,
+        steps=steps,
+        transition=transition,
+        iteration="ppr" if iteration == "fixed_point" else iteration,
+        graph=_graph() if transition == "graph" else None,
+        temperature=0.5,
+    )
 
 
 def _assert_same_forward_and_grad(kwargs_fast, kwargs_ref, mask, Lq=N):
@@ -58,7 +67,7 @@ def _assert_same_forward_and_grad(kwargs_fast, kwargs_ref, mask, Lq=N):
     upstream = torch.randn_like(out)
     grads = torch.autograd.grad((out * upstream).sum(), (q, k, v))
     grads_ref = torch.autograd.grad((ref * upstream).sum(), (q, k, v))
-    for name, g, g_ref in zip("qkv", grads, grads_ref):
+    for name, g, g_ref in zip("qkv", grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref, atol=TOL, rtol=0, msg=f"grad wrt {name}")
 
 
@@ -88,7 +97,9 @@ def test_cross_attention_matches_naive(transition):
     _assert_same_forward_and_grad(case, case, _masks()["key_padding"], Lq=5)
 
 
-@pytest.mark.parametrize("alpha", [torch.tensor([0.1, 0.5, 0.9]), torch.rand(B, H), torch.rand(B, 1)])
+@pytest.mark.parametrize(
+    "alpha", [torch.tensor([0.1, 0.5, 0.9]), torch.rand(B, H), torch.rand(B, 1)]
+)
 def test_tensor_alpha_per_head_and_per_sample(alpha):
     case = dict(_case("keys", "ppr"), alpha=alpha.double())
     _assert_same_forward_and_grad(case, case, None)
@@ -132,7 +143,9 @@ def test_padded_keys_receive_no_mass():
     k2, v2 = k.clone(), v.clone()
     k2[1, :, 7:] = 100.0
     v2[1, :, 7:] = -1e3
-    torch.testing.assert_close(qgfd_attention(q, k2, v2, mask, alpha=0.8, steps=4), out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        qgfd_attention(q, k2, v2, mask, alpha=0.8, steps=4), out, atol=1e-12, rtol=0
+    )
 
 
 def test_sparse_graph_equals_dense_graph():
@@ -140,7 +153,9 @@ def test_sparse_graph_equals_dense_graph():
     A = _graph()
     mask = _masks()["key_padding"]
     dense = qgfd_attention(q, k, v, mask, alpha=0.7, steps=3, transition="graph", graph=A)
-    sparse = qgfd_attention(q, k, v, mask, alpha=0.7, steps=3, transition="graph", graph=A.to_sparse())
+    sparse = qgfd_attention(
+        q, k, v, mask, alpha=0.7, steps=3, transition="graph", graph=A.to_sparse()
+    )
     torch.testing.assert_close(sparse, dense, atol=1e-12, rtol=0)
 
 
@@ -199,5 +214,7 @@ def test_fully_masked_rows_do_not_poison_real_rows(path):
     mask[:, :2] = False
     out = qgfd_attention(q, k, v, mask, alpha=0.5, steps=3, path=path)
     assert torch.isfinite(out[..., 2:, :]).all()
-    trimmed = qgfd_attention(q[..., 2:, :], k[..., 2:, :], v[..., 2:, :], mask[2:, 2:], alpha=0.5, steps=3)
+    trimmed = qgfd_attention(
+        q[..., 2:, :], k[..., 2:, :], v[..., 2:, :], mask[2:, 2:], alpha=0.5, steps=3
+    )
     torch.testing.assert_close(out[..., 2:, :], trimmed, atol=1e-12, rtol=0)

@@ -45,8 +45,13 @@ def mnist():
 def trained_classifier(mnist):
     """A short training (small network, about 10 s on one CPU thread)."""
     train_images, train_labels, _, _ = mnist
-    return train_digit_classifier(train_images, train_labels, epochs=10, seed=0,
-                                  model=DigitClassifierConfig(conv_channels=(16, 32)))
+    return train_digit_classifier(
+        train_images,
+        train_labels,
+        epochs=10,
+        seed=0,
+        model=DigitClassifierConfig(conv_channels=(16, 32)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,8 @@ def test_frechet_matches_scipy_sqrtm_for_full_covariances():
     covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b).real
     reference = np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a + sigma_b - 2 * covmean)
     assert frechet_distance_from_statistics(mu_a, sigma_a, mu_b, sigma_b) == pytest.approx(
-        reference, rel=1e-8)
+        reference, rel=1e-8
+    )
 
 
 def test_frechet_zero_symmetric_and_grows_with_mean_shift():
@@ -104,7 +110,7 @@ def test_frechet_zero_symmetric_and_grows_with_mean_shift():
     distances = [frechet_distance(features, features + shift) for shift in (0.0, 0.5, 1.0, 2.0)]
     assert distances == sorted(distances) and distances[-1] > distances[1] > 0
     # identical covariances: only the mean term remains, F * shift^2
-    assert distances[2] == pytest.approx(16 * 1.0 ** 2, rel=1e-8)
+    assert distances[2] == pytest.approx(16 * 1.0**2, rel=1e-8)
 
 
 def test_frechet_accepts_torch_and_degenerate_covariances():
@@ -136,12 +142,15 @@ def test_real_vs_real_floor_is_small_and_seeded():
     assert frechet_distance(features[:1000], features[1000:] + 1.0) > 10 * floor
 
 
-@pytest.mark.parametrize("a, b, message", [
-    (np.zeros(10), np.zeros((10, 2)), "features_a must be a 2-D"),
-    (np.zeros((10, 3)), np.zeros((10, 2)), "feature dimensions differ"),
-    (np.zeros((1, 3)), np.zeros((10, 3)), "at least 2 samples"),
-    (np.full((4, 3), np.nan), np.zeros((10, 3)), "NaN"),
-])
+@pytest.mark.parametrize(
+    "a, b, message",
+    [
+        (np.zeros(10), np.zeros((10, 2)), "features_a must be a 2-D"),
+        (np.zeros((10, 3)), np.zeros((10, 2)), "feature dimensions differ"),
+        (np.zeros((1, 3)), np.zeros((10, 3)), "at least 2 samples"),
+        (np.full((4, 3), np.nan), np.zeros((10, 3)), "NaN"),
+    ],
+)
 def test_frechet_rejects_bad_inputs(a, b, message):
     with pytest.raises(ValueError, match=message):
         frechet_distance(a, b)
@@ -149,8 +158,9 @@ def test_frechet_rejects_bad_inputs(a, b, message):
 
 # ----------------------------------------------------------------------------------- digits
 def test_classifier_save_load_gives_identical_predictions(tmp_path):
-    classifier = train_digit_classifier(torch.rand(64, 1, 28, 28), torch.arange(64) % 10,
-                                        epochs=1, seed=0)
+    classifier = train_digit_classifier(
+        torch.rand(64, 1, 28, 28), torch.arange(64) % 10, epochs=1, seed=0
+    )
     images = torch.rand(32, 1, 28, 28)
     loaded = DigitClassifier.load(classifier.save(tmp_path / "clf"))
     assert torch.equal(loaded.logits(images), classifier.logits(images))
@@ -177,13 +187,16 @@ def test_features_shape_and_grayscale_without_channel_axis():
     assert classifier.predict(images.numpy()).shape == (5,)
 
 
-@pytest.mark.parametrize("images, labels, message", [
-    (torch.rand(4, 3, 28, 28), [0, 1, 2, 3], r"images must have shape \[N, 1, 28, 28\]"),
-    (torch.rand(4, 1, 32, 32), [0, 1, 2, 3], r"images must have shape \[N, 1, 28, 28\]"),
-    (torch.rand(4, 1, 28, 28), [0, 1, 2], r"requested_labels must have shape \[4\]"),
-    (torch.rand(4, 1, 28, 28), [0, 1, 2, 10], r"requested_labels must lie in \[0, 10\)"),
-    (torch.rand(4, 1, 28, 28), [0.0, 1.0, 2.0, 3.0], "requested_labels must be integer"),
-])
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (torch.rand(4, 3, 28, 28), [0, 1, 2, 3], r"images must have shape \[N, 1, 28, 28\]"),
+        (torch.rand(4, 1, 32, 32), [0, 1, 2, 3], r"images must have shape \[N, 1, 28, 28\]"),
+        (torch.rand(4, 1, 28, 28), [0, 1, 2], r"requested_labels must have shape \[4\]"),
+        (torch.rand(4, 1, 28, 28), [0, 1, 2, 10], r"requested_labels must lie in \[0, 10\)"),
+        (torch.rand(4, 1, 28, 28), [0.0, 1.0, 2.0, 3.0], "requested_labels must be integer"),
+    ],
+)
 def test_class_accuracy_rejects_bad_inputs(images, labels, message):
     classifier = DigitClassifier()
     with pytest.raises(ValueError, match=message):
@@ -208,13 +221,19 @@ def test_classifier_accuracy_on_heldout_mnist_and_on_noise(mnist, trained_classi
 def test_digit_report_real_digits_near_floor_noise_far(mnist, trained_classifier):
     train_images, train_labels, heldout_images, heldout_labels = mnist
     # 500 real training digits stand in for a perfect generator; 1,000 held out -> 500 + 500
-    real = digit_report(trained_classifier, train_images[:500], train_labels[:500],
-                        (heldout_images, heldout_labels), seed=0)
+    real = digit_report(
+        trained_classifier,
+        train_images[:500],
+        train_labels[:500],
+        (heldout_images, heldout_labels),
+        seed=0,
+    )
     assert real["class_accuracy"] > 0.95 and real["real_class_accuracy"] >= 0.95
     assert real["real_images"] == 1000 and real["generated_images"] == 500
     assert 0.5 < real["frechet_distance"] / real["real_vs_real_floor"] < 2.0
-    noise = digit_report(trained_classifier, torch.rand(500, 1, 28, 28), train_labels[:500],
-                         heldout_images, seed=0)
+    noise = digit_report(
+        trained_classifier, torch.rand(500, 1, 28, 28), train_labels[:500], heldout_images, seed=0
+    )
     assert noise["frechet_distance"] > 20 * real["frechet_distance"]
     assert noise["real_vs_real_floor"] == real["real_vs_real_floor"]
     assert "real_class_accuracy" not in noise
@@ -244,9 +263,10 @@ def test_ml_efficiency_with_missing_classes(wine):
     classes = sorted(train[target].unique())
     for kept in (classes[:1], classes[:2]):
         synthetic = train[train[target].isin(kept)]
-        result = ml_efficiency(synthetic, train, test, target, categorical, seed=0,
-                               classifier="logistic_regression")
-        assert result["missing_classes"] == classes[len(kept):]
+        result = ml_efficiency(
+            synthetic, train, test, target, categorical, seed=0, classifier="logistic_regression"
+        )
+        assert result["missing_classes"] == classes[len(kept) :]
         assert result["synthetic_accuracy"] <= (test[target].isin(kept)).mean() + 1e-12
 
 
@@ -258,26 +278,38 @@ def test_ml_efficiency_one_hot_encodes_categorical_columns():
     table = pd.DataFrame({"colour": colour, "size": size, "label": label})
     synthetic = table.iloc[:200].copy()
     synthetic.loc[synthetic.index[:5], "colour"] = "purple"  # unseen category in the real rows
-    result = ml_efficiency(synthetic, table.iloc[:200], table.iloc[200:], "label",
-                           ["colour", "label"], seed=0, classifier="gradient_boosting")
+    result = ml_efficiency(
+        synthetic,
+        table.iloc[:200],
+        table.iloc[200:],
+        "label",
+        ["colour", "label"],
+        seed=0,
+        classifier="gradient_boosting",
+    )
     assert result["real_accuracy"] > 0.9 and result["ratio"] > 0.9
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"target": "quality"}, "unknown target column 'quality'"),
-    ({"categorical": ["colour"]}, r"unknown categorical column\(s\) \['colour'\]"),
-    ({"classifier": "svm"}, "unknown classifier 'svm'; allowed: random_forest"),
-    ({"drop": "alcohol"}, r"synthetic lacks column\(s\) \['alcohol'\]"),
-    ({"relabel": 7}, "synthetic target 'target' has label"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"target": "quality"}, "unknown target column 'quality'"),
+        ({"categorical": ["colour"]}, r"unknown categorical column\(s\) \['colour'\]"),
+        ({"classifier": "svm"}, "unknown classifier 'svm'; allowed: random_forest"),
+        ({"drop": "alcohol"}, r"synthetic lacks column\(s\) \['alcohol'\]"),
+        ({"relabel": 7}, "synthetic target 'target' has label"),
+    ],
+)
 def test_ml_efficiency_rejects_bad_inputs(wine, change, message):
     train, test, target, categorical = wine
     synthetic = train.drop(columns=[change["drop"]]) if "drop" in change else train.copy()
     if "relabel" in change:
         synthetic[target] = change["relabel"]
-    kwargs = {"target": change.get("target", target),
-              "categorical": change.get("categorical", categorical),
-              "classifier": change.get("classifier", "random_forest")}
+    kwargs = {
+        "target": change.get("target", target),
+        "categorical": change.get("categorical", categorical),
+        "classifier": change.get("classifier", "random_forest"),
+    }
     with pytest.raises(ValueError, match=message):
         ml_efficiency(synthetic, train, test, seed=0, **kwargs)
 
@@ -291,7 +323,16 @@ def test_ml_efficiency_rejects_continuous_targets():
 # ------------------------------------------------------------------------------------- text
 def test_tokenize_lowercases_and_splits_punctuation():
     assert tokenize("O Romeo, Romeo! 'Tis o'er.") == [
-        "o", "romeo", ",", "romeo", "!", "'", "tis", "o'er", "."]
+        "o",
+        "romeo",
+        ",",
+        "romeo",
+        "!",
+        "'",
+        "tis",
+        "o'er",
+        ".",
+    ]
 
 
 def test_ngram_probabilities_sum_to_one(shakespeare):
@@ -334,21 +375,25 @@ def test_text_report_matches_sizes_and_reports_both_sets(shakespeare):
     assert report["lines"] == 100
     assert report["generated_distinct_2"] < report["real_distinct_2"]
     assert report["perplexity_ratio"] == pytest.approx(
-        report["generated_perplexity"] / report["real_perplexity"])
+        report["generated_perplexity"] / report["real_perplexity"]
+    )
     assert {"generated_mean_tokens", "real_mean_tokens", "vocabulary_size"} <= set(report)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: NgramModel.fit([]), "lines is empty"),
-    (lambda: NgramModel.fit("a single string"), "must be a list of strings"),
-    (lambda: NgramModel.fit(["", "   "]), "no words"),
-    (lambda: NgramModel.fit(["a b"], n=0), "n and min_count must be >= 1"),
-    (lambda: distinct_n([], 2), "lines is empty"),
-    (lambda: distinct_n(["one"], 2), "no line has 2 or more tokens"),
-    (lambda: distinct_n(["a", 3], 1), r"lines\[1\] is a int"),
-    (lambda: text_report([], ["a b"], ["a b"]), "generated is empty"),
-    (lambda: text_report(["a b"], ["a b"], []), "heldout_for_fitting is empty"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: NgramModel.fit([]), "lines is empty"),
+        (lambda: NgramModel.fit("a single string"), "must be a list of strings"),
+        (lambda: NgramModel.fit(["", "   "]), "no words"),
+        (lambda: NgramModel.fit(["a b"], n=0), "n and min_count must be >= 1"),
+        (lambda: distinct_n([], 2), "lines is empty"),
+        (lambda: distinct_n(["one"], 2), "no line has 2 or more tokens"),
+        (lambda: distinct_n(["a", 3], 1), r"lines\[1\] is a int"),
+        (lambda: text_report([], ["a b"], ["a b"]), "generated is empty"),
+        (lambda: text_report(["a b"], ["a b"], []), "heldout_for_fitting is empty"),
+    ],
+)
 def test_text_rejects_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call()

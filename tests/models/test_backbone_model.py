@@ -14,8 +14,9 @@ B, L, C, LC, DC = 2, 10, 6, 5, 12
 
 
 def tiny_backbone(**overrides) -> QGFDDiffusionBackbone:
-    fields = dict(d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=C, cond_dim=DC,
-                  num_modalities=2)
+    fields = dict(
+        d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=C, cond_dim=DC, num_modalities=2
+    )
     return QGFDDiffusionBackbone(**{**fields, **overrides})
 
 
@@ -91,12 +92,14 @@ def test_cross_attention_respects_the_condition_mask():
     x, t, cond, cond_mask = inputs()
     padded_changed = cond.clone()
     padded_changed[1, 2:] = 50.0
-    assert torch.allclose(model(x, t, cond, cond_mask), model(x, t, padded_changed, cond_mask),
-                          atol=1e-5)
+    assert torch.allclose(
+        model(x, t, cond, cond_mask), model(x, t, padded_changed, cond_mask), atol=1e-5
+    )
     real_changed = cond.clone()
     real_changed[1, 0] = 50.0
-    assert not torch.allclose(model(x, t, cond, cond_mask)[1], model(x, t, real_changed,
-                                                                     cond_mask)[1])
+    assert not torch.allclose(
+        model(x, t, cond, cond_mask)[1], model(x, t, real_changed, cond_mask)[1]
+    )
 
 
 def test_dropped_condition_is_the_learned_null_condition():
@@ -108,8 +111,9 @@ def test_dropped_condition_is_the_learned_null_condition():
     assert torch.allclose(forced[1], model(x, t, cond, cond_mask)[1], atol=1e-6)
     model.train()  # cond_dropout_prob = 1: every condition is dropped
     assert torch.allclose(model(x, t, cond, cond_mask), unconditional, atol=1e-6)
-    assert torch.allclose(model(x, t, cond, cond_mask, force_drop_cond=False)[1],
-                          forced[1], atol=1e-6)
+    assert torch.allclose(
+        model(x, t, cond, cond_mask, force_drop_cond=False)[1], forced[1], atol=1e-6
+    )
 
 
 def test_condition_needs_cross_attention():

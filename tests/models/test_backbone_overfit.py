@@ -11,8 +11,9 @@ STEPS, LR = 200, 1e-3
 
 @pytest.mark.parametrize("kind", ["sdpa", "qgfd", "heat", "difformer"])
 def test_tiny_backbone_overfits_a_fixed_batch(kind):
-    model = QGFDDiffusionBackbone(d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=4,
-                                  attention=kind)
+    model = QGFDDiffusionBackbone(
+        d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=4, attention=kind
+    )
     scheduler = make_training_scheduler(model)
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(4, 16, 4, generator=g), torch.randn(4, 16, 4, generator=g)

@@ -20,8 +20,9 @@ STEPS = 6
 
 @pytest.fixture(scope="module")
 def backbone() -> QGFDDiffusionBackbone:
-    model = QGFDDiffusionBackbone(d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=4,
-                                  cond_dim=6)
+    model = QGFDDiffusionBackbone(
+        d_model=32, num_heads=4, num_layers=2, d_ff=64, latent_dim=4, cond_dim=6
+    )
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # random weights: a fresh adaLN-Zero model would predict zero
         for p in model.parameters():
@@ -47,14 +48,26 @@ def test_ddim_eta0_equals_a_hand_written_loop(backbone):
 
 def test_ddim_with_eta_is_reproducible_per_generator(backbone):
     def run(seed):
-        return sample_latents(backbone, shape=SHAPE, eta=1.0, num_inference_steps=STEPS,
-                              generator=torch.Generator().manual_seed(seed), progress=False)
+        return sample_latents(
+            backbone,
+            shape=SHAPE,
+            eta=1.0,
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
 
     assert torch.equal(run(3), run(3))
     assert not torch.allclose(run(3), run(4))
     same_start = [
-        sample_latents(backbone, latents=noise(), eta=1.0, num_inference_steps=STEPS,
-                       generator=torch.Generator().manual_seed(seed), progress=False)
+        sample_latents(
+            backbone,
+            latents=noise(),
+            eta=1.0,
+            num_inference_steps=STEPS,
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
         for seed in (5, 6)
     ]
     assert not torch.allclose(*same_start)  # the posterior noise comes from the generator
@@ -65,9 +78,16 @@ def test_other_schedulers_run_and_stay_finite(backbone, name):
     scheduler = make_scheduler(name, backbone)
     if name == "euler":
         assert scheduler.init_noise_sigma > 1  # the sampler must scale x_T by it
-    out = sample_latents(backbone, scheduler, shape=SHAPE, num_inference_steps=STEPS,
-                         generator=torch.Generator().manual_seed(0), progress=False,
-                         cond_tokens=torch.randn(2, 3, 6), guidance_scale=2.0)
+    out = sample_latents(
+        backbone,
+        scheduler,
+        shape=SHAPE,
+        num_inference_steps=STEPS,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        cond_tokens=torch.randn(2, 3, 6),
+        guidance_scale=2.0,
+    )
     assert out.shape == SHAPE and torch.isfinite(out).all()
 
 
@@ -76,8 +96,14 @@ def test_every_registered_scheduler_matches_the_training_schedule(backbone, name
     scheduler = make_scheduler(name, backbone)
     assert scheduler.config.num_train_timesteps == backbone.config.num_timesteps
     assert scheduler.config.prediction_type == backbone.config.prediction_type
-    out = sample_latents(backbone, scheduler, shape=SHAPE, num_inference_steps=3,
-                         generator=torch.Generator().manual_seed(0), progress=False)
+    out = sample_latents(
+        backbone,
+        scheduler,
+        shape=SHAPE,
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert torch.isfinite(out).all()
 
 
@@ -95,8 +121,9 @@ def test_guidance_scale_one_equals_the_conditional_prediction(backbone):
         conditional = backbone(x, t, cond, cond_mask, **kwargs)
         unconditional = backbone(x, t, **kwargs)
         batched = classifier_free_guidance(backbone, x, t, 1.0, cond, cond_mask, **kwargs)
-        guided = guided_prediction(backbone, x, t, guidance_scale=3.0, cond_tokens=cond,
-                                   cond_mask=cond_mask, **kwargs)
+        guided = guided_prediction(
+            backbone, x, t, guidance_scale=3.0, cond_tokens=cond, cond_mask=cond_mask, **kwargs
+        )
     assert torch.allclose(batched, conditional, atol=1e-5)
     assert torch.allclose(guided, unconditional + 3.0 * (conditional - unconditional), atol=1e-5)
 

@@ -68,12 +68,15 @@ def test_image_writes_grid_and_one_png_per_sample(tmp_path):
     ]
     nrow = math.ceil(math.sqrt(B))  # 2 per row -> 2 rows
     grid = _pixels(files[0])
-    assert grid.shape == (2 * (H + GRID_PADDING) + GRID_PADDING, nrow * (W + GRID_PADDING)
-                          + GRID_PADDING, K_IMG)
+    assert grid.shape == (
+        2 * (H + GRID_PADDING) + GRID_PADDING,
+        nrow * (W + GRID_PADDING) + GRID_PADDING,
+        K_IMG,
+    )
     expected = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [B,H,W,K]
     for i, path in enumerate(files[1:]):
         np.testing.assert_array_equal(_pixels(path), expected[i])
-    top_left = grid[GRID_PADDING:GRID_PADDING + H, GRID_PADDING:GRID_PADDING + W]
+    top_left = grid[GRID_PADDING : GRID_PADDING + H, GRID_PADDING : GRID_PADDING + W]
     np.testing.assert_array_equal(top_left, expected[0])
 
 
@@ -87,15 +90,20 @@ def test_image_clamps_out_of_range_and_writes_grey(tmp_path):
 
 def test_image_nrow_sets_grid_columns(tmp_path):
     files = _write(tmp_path, "image", _levels((B, 1, H, W)), nrow=B)
-    assert _pixels(files[0]).shape[:2] == (H + 2 * GRID_PADDING, B * (W + GRID_PADDING)
-                                           + GRID_PADDING)
+    assert _pixels(files[0]).shape[:2] == (
+        H + 2 * GRID_PADDING,
+        B * (W + GRID_PADDING) + GRID_PADDING,
+    )
 
 
 def test_text_one_sample_per_line_utf8(tmp_path):
     (path,) = _write(tmp_path, "text", ["hello world", "two\nlines\r\nhere", "ünïcode ✓"])
     assert path == tmp_path / "samples.txt"
     assert path.read_text(encoding="utf-8").split("\n") == [
-        "hello world", "two lines here", "ünïcode ✓", ""
+        "hello world",
+        "two lines here",
+        "ünïcode ✓",
+        "",
     ]
 
 
@@ -108,7 +116,11 @@ def test_audio_writes_16bit_wavs_at_rate(tmp_path):
     for path, wave in zip(files, waves, strict=True):
         info = sf.info(path)
         assert (info.samplerate, info.frames, info.channels, info.subtype) == (
-            RATE, wave.numel(), 1, "PCM_16")
+            RATE,
+            wave.numel(),
+            1,
+            "PCM_16",
+        )
         data, _ = sf.read(path, dtype="float32")
         np.testing.assert_allclose(data, wave.clamp(-1, 1).numpy(), atol=1 / 2**15)
 
@@ -127,7 +139,7 @@ def test_video_writes_gifs_and_first_frame_grid(tmp_path):
     ]
     expected = (videos * 255).round().to(torch.uint8)[:, :, 0].numpy()  # [B,T,H,W]
     grid = _pixels(files[0])
-    top_left = grid[GRID_PADDING:GRID_PADDING + H, GRID_PADDING:GRID_PADDING + W, 0]
+    top_left = grid[GRID_PADDING : GRID_PADDING + H, GRID_PADDING : GRID_PADDING + W, 0]
     np.testing.assert_array_equal(top_left, expected[0, 0])
     for i, path in enumerate(files[1:]):
         with Image.open(path) as gif:
@@ -154,8 +166,10 @@ def test_table_csv_round_trip(tmp_path):
 def test_same_input_same_bytes(tmp_path, kind):
     def digests(folder: Path) -> dict[str, str]:
         files = _write(folder, kind)
-        return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
-                for f in files}
+        return {
+            f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in files
+        }
 
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
 
@@ -164,8 +178,12 @@ def test_same_input_same_bytes(tmp_path, kind):
 def test_latents_round_trip(tmp_path, with_mask):
     latents = torch.randn(2, 5, 4)
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2]) if with_mask else None
-    metadata = {"steps": 6, "guidance_scale": 3.5, "layout": {"kind": "grid", "shape": [1, 5]},
-                "prompt": "ünïcode"}
+    metadata = {
+        "steps": 6,
+        "guidance_scale": 3.5,
+        "layout": {"kind": "grid", "shape": [1, 5]},
+        "prompt": "ünïcode",
+    }
     path = write_latents(tmp_path / "out" / "latents.safetensors", latents, metadata, mask=mask)
     loaded = read_latents(path)
     torch.testing.assert_close(loaded.latents, latents, rtol=0, atol=0)

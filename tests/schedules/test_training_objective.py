@@ -28,8 +28,9 @@ def batch(seed: int = 0):
 @pytest.mark.parametrize("beta_schedule", BETAS)
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)
 def test_every_target_converts_back_to_x0(prediction_type, beta_schedule):
-    cfg = DiffusionConfig.preset("tiny", prediction_type=prediction_type,
-                                 beta_schedule=beta_schedule)
+    cfg = DiffusionConfig.preset(
+        "tiny", prediction_type=prediction_type, beta_schedule=beta_schedule
+    )
     scheduler = make_training_scheduler(cfg)
     x0, noise = batch()
     t = torch.tensor([0, 10, 500, 999])
@@ -39,18 +40,20 @@ def test_every_target_converts_back_to_x0(prediction_type, beta_schedule):
     # diffusers' own formula: DDPMScheduler.step's pred_original_sample, one sample at a time
     for i in range(len(t)):
         scheduler.set_timesteps(1000)
-        step = scheduler.step(target[i:i + 1], int(t[i]), x_t[i:i + 1])
-        ours = predict_x0(scheduler, target[i:i + 1], x_t[i:i + 1], t[i:i + 1])
+        step = scheduler.step(target[i : i + 1], int(t[i]), x_t[i : i + 1])
+        ours = predict_x0(scheduler, target[i : i + 1], x_t[i : i + 1], t[i : i + 1])
         assert torch.allclose(ours, step.pred_original_sample, atol=1e-5)
 
 
 def test_v_target_matches_diffusers_velocity():
-    scheduler = make_training_scheduler(DiffusionConfig.preset("tiny",
-                                                               prediction_type="v_prediction"))
+    scheduler = make_training_scheduler(
+        DiffusionConfig.preset("tiny", prediction_type="v_prediction")
+    )
     x0, noise = batch()
     t = torch.tensor([3, 100, 700, 999])
-    assert torch.allclose(training_target(scheduler, x0, noise, t),
-                          scheduler.get_velocity(x0, noise, t), atol=1e-6)
+    assert torch.allclose(
+        training_target(scheduler, x0, noise, t), scheduler.get_velocity(x0, noise, t), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)
@@ -79,15 +82,19 @@ def test_masked_loss_averages_real_tokens_and_applies_weights():
     mask[0, 4:] = mask[2, 1:] = False
     error = (output - target).pow(2).mean(-1)  # [B, L]
     per_sample = torch.stack([error[b][mask[b]].mean() for b in range(4)])
-    assert torch.allclose(diffusion_loss(output, target, t, scheduler, mask=mask),
-                          per_sample.mean())
+    assert torch.allclose(
+        diffusion_loss(output, target, t, scheduler, mask=mask), per_sample.mean()
+    )
     weights = min_snr_weights(scheduler, t, 5.0)
-    assert torch.allclose(diffusion_loss(output, target, t, scheduler, 5.0, mask),
-                          (per_sample * weights).mean())
+    assert torch.allclose(
+        diffusion_loss(output, target, t, scheduler, 5.0, mask), (per_sample * weights).mean()
+    )
     padded_changed = output.clone()
     padded_changed[~mask] = 1e3
-    assert torch.equal(diffusion_loss(padded_changed, target, t, scheduler, mask=mask),
-                       diffusion_loss(output, target, t, scheduler, mask=mask))
+    assert torch.equal(
+        diffusion_loss(padded_changed, target, t, scheduler, mask=mask),
+        diffusion_loss(output, target, t, scheduler, mask=mask),
+    )
     assert torch.allclose(diffusion_loss(output, target, t, scheduler), error.mean())
 
 

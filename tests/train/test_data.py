@@ -95,12 +95,15 @@ def test_video_clips_are_fchw_in_unit_range():
     assert dataset_metadata(dataset)["modality"] == "video"
 
 
-@pytest.mark.parametrize("name, rows, columns, categorical", [
-    ("iris", 150, 5, ["target"]),
-    ("wine", 178, 14, ["target"]),
-    ("breast_cancer", 569, 31, ["target"]),
-    ("diabetes", 442, 11, ["sex"]),
-])
+@pytest.mark.parametrize(
+    "name, rows, columns, categorical",
+    [
+        ("iris", 150, 5, ["target"]),
+        ("wine", 178, 14, ["target"]),
+        ("breast_cancer", 569, 31, ["target"]),
+        ("diabetes", 442, 11, ["sex"]),
+    ],
+)
 def test_tables_have_named_columns_and_target(name, rows, columns, categorical):
     dataset = bundled(name)
     assert (len(dataset), len(dataset.column_names)) == (rows, columns)
@@ -136,17 +139,22 @@ def test_text_files_one_example_per_line(tmp_path):
     path = tmp_path / "lines.txt"
     path.write_text("To be, or not to be.\n\nThat is the question.\nWhether 'tis nobler\n")
     dataset = load_dataset_source("files", files=[str(path)], format="text", seed=0)
-    assert sorted(dataset["text"]) == ["That is the question.", "To be, or not to be.",
-                                       "Whether 'tis nobler"]
+    assert sorted(dataset["text"]) == [
+        "That is the question.",
+        "To be, or not to be.",
+        "Whether 'tis nobler",
+    ]
     assert dataset_metadata(dataset)["modality"] == "text"
 
 
 def test_csv_files_as_table_and_as_text(tmp_path):
     path = tmp_path / "rows.csv"
-    pd.DataFrame({"size": [1.5, 2.0, 3.25], "colour": ["red", "blue", "red"],
-                  "line": ["a b", "c d", "e f"]}).to_csv(path, index=False)
-    table = load_dataset_source("files", files=[str(path)], format="csv", label_column="size",
-                                modality="table")
+    pd.DataFrame(
+        {"size": [1.5, 2.0, 3.25], "colour": ["red", "blue", "red"], "line": ["a b", "c d", "e f"]}
+    ).to_csv(path, index=False)
+    table = load_dataset_source(
+        "files", files=[str(path)], format="csv", label_column="size", modality="table"
+    )
     meta = dataset_metadata(table)
     assert meta["categorical_columns"] == ["colour", "line"] and meta["target_column"] == "size"
     assert len(table) == 3
@@ -217,15 +225,19 @@ def test_hub_rows_are_mapped_to_the_schema(monkeypatch):
 
     def fake_load_dataset(repo, config, split, data_files, **options):
         calls.append((repo, config, split))
-        return datasets.Dataset.from_dict({"sentence1": ["One pair.", "Two pairs."],
-                                           "sentence2": ["x", "y"], "label": [0, 1]})
+        return datasets.Dataset.from_dict(
+            {"sentence1": ["One pair.", "Two pairs."], "sentence2": ["x", "y"], "label": [0, 1]}
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    dataset = load_dataset_source("hub", name="nyu-mll/glue:mrpc", split="validation",
-                                  column="sentence1")
+    dataset = load_dataset_source(
+        "hub", name="nyu-mll/glue:mrpc", split="validation", column="sentence1"
+    )
     assert calls == [("nyu-mll/glue", "mrpc", "validation")]
-    assert dataset.column_names == ["text"] and sorted(dataset["text"]) == ["One pair.",
-                                                                           "Two pairs."]
+    assert dataset.column_names == ["text"] and sorted(dataset["text"]) == [
+        "One pair.",
+        "Two pairs.",
+    ]
     assert dataset_metadata(dataset)["source"] == "hub"
     with pytest.raises(ValueError, match="sentence3"):
         load_dataset_source("hub", name="nyu-mll/glue:mrpc", column="sentence3")
@@ -237,10 +249,16 @@ def test_hub_needs_a_name():
 
 
 # ------------------------------------------------------------------------------------ collate
-@pytest.mark.parametrize("name, modality", [
-    ("digits", "image"), ("shakespeare", "text"), ("speech", "audio"), ("clips", "video"),
-    ("wine", "table"),
-])
+@pytest.mark.parametrize(
+    "name, modality",
+    [
+        ("digits", "image"),
+        ("shakespeare", "text"),
+        ("speech", "audio"),
+        ("clips", "video"),
+        ("wine", "table"),
+    ],
+)
 def test_collate_types_and_shapes(name, modality):
     loader = make_dataloader(bundled(name, max_items=16), modality, batch_size=4, seed=0)
     batch = next(iter(loader))

@@ -20,8 +20,13 @@ from qgfd_diffusion.train.logs import TIMING_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-       "PYTHONHASHSEED": "0"}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "TQDM_DISABLE": "1",
+    "PYTHONHASHSEED": "0",
+}
 
 # Runs the CLI in a fresh process; KILL_AT="step:N" or "write:N:PART" SIGKILLs it from inside,
 # at the start of optimiser step N or while checkpoint N writes PART (deterministic, no timing).
@@ -51,10 +56,13 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def qgfd(*args, kill_at: str = "", launcher=(sys.executable, "-c", DRIVER)) -> subprocess.CompletedProcess:
+def qgfd(
+    *args, kill_at: str = "", launcher=(sys.executable, "-c", DRIVER)
+) -> subprocess.CompletedProcess:
     env = {**ENV, "KILL_AT": kill_at}
-    return subprocess.run([*launcher, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=600)
+    return subprocess.run(
+        [*launcher, *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 def train(out: Path, *extra, **kwargs) -> subprocess.CompletedProcess:
@@ -84,15 +92,31 @@ def test_smoke_config_trains_end_to_end_and_samples_decode(reference_run, tmp_pa
     assert [row["step"] for row in rows] == list(range(1, 31))
     assert {row["phase"] for row in rows} == {"text", "image"}
     assert all({"loss", "lr", "grad_norm"} <= set(row) for row in rows)
-    validation = [json.loads(line) for line in (reference_run / "validation.jsonl").read_text().splitlines()]
+    validation = [
+        json.loads(line) for line in (reference_run / "validation.jsonl").read_text().splitlines()
+    ]
     assert [(row["after_phase"], row["phase"]) for row in validation] == [
-        ("text", "text"), ("image", "text"), ("image", "image")]
+        ("text", "text"),
+        ("image", "text"),
+        ("image", "image"),
+    ]
     summary = json.loads((reference_run / "final" / "train_summary.json").read_text())
     assert summary["global_step"] == 30 and summary["ranks_in_sync"]
     for modality, decoded in (("text", "samples.txt"), ("image", "samples.png")):
         out = tmp_path / modality
-        result = qgfd("sample", "--checkpoint", reference_run, "--modality", modality, "--num-samples", 4,
-                      "--steps", 4, "--out", out)
+        result = qgfd(
+            "sample",
+            "--checkpoint",
+            reference_run,
+            "--modality",
+            modality,
+            "--num-samples",
+            4,
+            "--steps",
+            4,
+            "--out",
+            out,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert (out / "latents.safetensors").is_file() and (out / decoded).stat().st_size > 0
         assert json.loads((out / "sample_config.json").read_text())["modality"] == modality
@@ -105,8 +129,24 @@ def test_same_seed_gives_the_same_bytes(reference_run, tmp_path):
     outs = []
     for i in range(2):
         out = tmp_path / f"s{i}"
-        assert qgfd("sample", "--checkpoint", reference_run, "--modality", "image", "--num-samples", 3,
-                    "--steps", 3, "--seed", 7, "--out", out).returncode == 0
+        assert (
+            qgfd(
+                "sample",
+                "--checkpoint",
+                reference_run,
+                "--modality",
+                "image",
+                "--num-samples",
+                3,
+                "--steps",
+                3,
+                "--seed",
+                7,
+                "--out",
+                out,
+            ).returncode
+            == 0
+        )
         outs.append(out)
     for name in ("latents.safetensors", "samples.png", "sample_config.json"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
@@ -116,7 +156,9 @@ def test_same_seed_gives_the_same_bytes(reference_run, tmp_path):
 @pytest.mark.parametrize("kill_at", ["step:13", "write:20:optimizer", "write:15:COMPLETE"])
 def test_sigkill_then_resume_is_bitwise_identical(reference_run, tmp_path, kill_at):
     out = tmp_path / "run"
-    if kill_at.endswith("COMPLETE"):  # killed after the rename, before the marker: step 15 is incomplete
+    if kill_at.endswith(
+        "COMPLETE"
+    ):  # killed after the rename, before the marker: step 15 is incomplete
         kill_at = "write:15:trainer"
     killed = train(out, kill_at=kill_at)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -145,32 +187,53 @@ def test_newest_complete_checkpoint_always_loads(reference_run):
 @pytest.mark.slow
 def test_two_process_data_parallel_matches_single_process(reference_run, tmp_path):
     out = tmp_path / "ddp"
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", "29517", "-m", "qgfd_diffusion.cli")
+    launcher = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "qgfd_diffusion.cli",
+    )
     result = qgfd("train", SMOKE, "--output-dir", out, "--no-progress", launcher=launcher)
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((out / "final" / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["ranks_in_sync"]
     ddp, single = metrics(out), metrics(reference_run)
     assert [r["step"] for r in ddp] == [r["step"] for r in single]
-    for a, b in zip(ddp, single):
+    for a, b in zip(ddp, single, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
     ours, theirs = weights(out), weights(reference_run)
     for key in theirs:
         torch.testing.assert_close(ours[key], theirs[key], atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.parametrize("mutation,path", [
-    (lambda d: d["phases"][0].pop("steps"), "phases[0].steps: missing required key"),
-    (lambda d: d["phases"][1].__setitem__("batch_sise", 4), "phases[1].batch_sise: unknown key"),
-    (lambda d: d["model"].__setitem__("d_modle", 4), "model.d_modle: unknown key"),
-    (lambda d: d["phases"][0].__setitem__("lr", "fast"), "phases[0].lr: expected float"),
-    (lambda d: d["train"].__setitem__("ema_decay", 1.5), "train.ema_decay: must be in [0, 1]"),
-    (lambda d: d["phases"][1]["data"].__setitem__("source", "web"), "phases[1].data.source: must be one of"),
-    (lambda d: d["model"].__setitem__("attention", "flash"), "model.attention: must be one of"),
-    (lambda d: d.__setitem__("sedd", 1), "sedd: unknown key"),
-    (lambda d: d["phases"][0].__setitem__("batch_size", 0), "phases[0].batch_size: must be > 0"),
-])
+@pytest.mark.parametrize(
+    "mutation,path",
+    [
+        (lambda d: d["phases"][0].pop("steps"), "phases[0].steps: missing required key"),
+        (
+            lambda d: d["phases"][1].__setitem__("batch_sise", 4),
+            "phases[1].batch_sise: unknown key",
+        ),
+        (lambda d: d["model"].__setitem__("d_modle", 4), "model.d_modle: unknown key"),
+        (lambda d: d["phases"][0].__setitem__("lr", "fast"), "phases[0].lr: expected float"),
+        (lambda d: d["train"].__setitem__("ema_decay", 1.5), "train.ema_decay: must be in [0, 1]"),
+        (
+            lambda d: d["phases"][1]["data"].__setitem__("source", "web"),
+            "phases[1].data.source: must be one of",
+        ),
+        (lambda d: d["model"].__setitem__("attention", "flash"), "model.attention: must be one of"),
+        (lambda d: d.__setitem__("sedd", 1), "sedd: unknown key"),
+        (
+            lambda d: d["phases"][0].__setitem__("batch_size", 0),
+            "phases[0].batch_size: must be > 0",
+        ),
+    ],
+)
 def test_config_mutations_are_rejected_naming_the_dotted_path(mutation, path):
     data = load_yaml(SMOKE)
     mutation(data)
@@ -180,21 +243,67 @@ def test_config_mutations_are_rejected_naming_the_dotted_path(mutation, path):
 
 
 def test_overrides_reach_the_config_and_bad_ones_are_named():
-    config = run_config_from_dict(load_yaml(SMOKE), ["phases.1.steps=7", "seed=3", "model.qgfd_alpha=0.2"])
+    config = run_config_from_dict(
+        load_yaml(SMOKE), ["phases.1.steps=7", "seed=3", "model.qgfd_alpha=0.2"]
+    )
     assert config.phases[1].steps == 7 and config.seed == 3 and config.model.qgfd_alpha == 0.2
     with pytest.raises(ConfigError, match=r"phases.9: list index must be 0..1"):
         run_config_from_dict(load_yaml(SMOKE), ["phases.9.steps=7"])
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["train", "missing.yaml", "--output-dir", "{tmp}/r"], "config file not found: missing.yaml"),
-    (["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "phases.0.steps=-3"], "phases[0].steps: must be > 0"),
-    (["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "model.num_heads=three"], "model.num_heads"),
-    (["sample", "--checkpoint", "{tmp}/none", "--modality", "text", "--out", "{tmp}/o"], "checkpoint not found"),
-    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--out", "{tmp}/o"], "not a saved qgfd model"),
-    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--steps", "0", "--out", "{tmp}/o"], "--steps"),
-    (["sample", "--checkpoint", "{tmp}", "--modality", "text", "--num-samples", "0", "--out", "{tmp}/o"], "--num-samples"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["train", "missing.yaml", "--output-dir", "{tmp}/r"],
+            "config file not found: missing.yaml",
+        ),
+        (
+            ["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "phases.0.steps=-3"],
+            "phases[0].steps: must be > 0",
+        ),
+        (
+            ["train", str(SMOKE), "--output-dir", "{tmp}/r", "--set", "model.num_heads=three"],
+            "model.num_heads",
+        ),
+        (
+            ["sample", "--checkpoint", "{tmp}/none", "--modality", "text", "--out", "{tmp}/o"],
+            "checkpoint not found",
+        ),
+        (
+            ["sample", "--checkpoint", "{tmp}", "--modality", "text", "--out", "{tmp}/o"],
+            "not a saved qgfd model",
+        ),
+        (
+            [
+                "sample",
+                "--checkpoint",
+                "{tmp}",
+                "--modality",
+                "text",
+                "--steps",
+                "0",
+                "--out",
+                "{tmp}/o",
+            ],
+            "--steps",
+        ),
+        (
+            [
+                "sample",
+                "--checkpoint",
+                "{tmp}",
+                "--modality",
+                "text",
+                "--num-samples",
+                "0",
+                "--out",
+                "{tmp}/o",
+            ],
+            "--num-samples",
+        ),
+    ],
+)
 def test_bad_cli_input_exits_2_with_one_line(argv, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
@@ -214,8 +323,18 @@ def test_sampling_a_checkpoint_of_another_architecture_is_rejected(reference_run
     config = json.loads((broken / "backbone" / "config.json").read_text())
     config["d_model"] = 48  # weights no longer fit the architecture
     (broken / "backbone" / "config.json").write_text(json.dumps(config))
-    code = cli_main(["sample", "--checkpoint", str(broken), "--modality", "image", "--no-ema",
-                     "--out", str(tmp_path / "o")])
+    code = cli_main(
+        [
+            "sample",
+            "--checkpoint",
+            str(broken),
+            "--modality",
+            "image",
+            "--no-ema",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "Traceback" not in capsys.readouterr().err
 
