@@ -40,8 +40,7 @@ from .base import (
 )
 
 ImageBatch = Tensor | Mapping[str, Any]
-_IMAGE_KEYS = ("images", "labels")
-_UINT8_MAX = 255.0
+UINT8_MAX = 255.0
 
 
 def patchify(images: Tensor, patch: tuple[int, int]) -> Tensor:
@@ -56,21 +55,32 @@ def unpatchify(tokens: Tensor, grid: tuple[int, int], patch: tuple[int, int]) ->
     return rearrange(tokens, "b (h w) (k ph pw) -> b k (h ph) (w pw)", h=h, w=w, ph=ph, pw=pw)
 
 
-def split_image_batch(batch: ImageBatch) -> tuple[Tensor, Tensor | None]:
-    """An image batch -> (float images [B,K_img,H,W], labels [B] or None)."""
+def split_pixel_batch(batch: Any, key: str, layout: str) -> tuple[Tensor, Tensor | None]:
+    """A pixel batch, a tensor or {key: tensor, "labels": [B]} -> (float pixels, labels or None).
+
+    ``layout`` names the tensor's dims (e.g. "B, channels, H, W") and fixes its rank; uint8
+    pixels become floats in [0, 1].
+    """
     labels = None
     if isinstance(batch, Mapping):
-        unknown = sorted(set(batch) - set(_IMAGE_KEYS))
-        if unknown or "images" not in batch:
+        unknown = sorted(set(batch) - {key, "labels"})
+        if unknown or key not in batch:
             raise ValueError(
-                f"an image batch dict needs key 'images' (and optionally 'labels'); "
+                f"a batch dict needs key {key!r} (and optionally 'labels'); "
                 f"got keys {sorted(batch)}"
             )
-        batch, labels = batch["images"], batch.get("labels")
-    if not isinstance(batch, Tensor):
-        raise ValueError(f"images must be a tensor [B, channels, H, W], got {type(batch).__name__}")
-    images = batch.float() / _UINT8_MAX if batch.dtype == torch.uint8 else batch.float()
-    return images, labels
+        batch, labels = batch[key], batch.get("labels")
+    rank = len(layout.split(","))
+    if not isinstance(batch, Tensor) or batch.ndim != rank:
+        shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
+        raise ValueError(f"{key} must be a tensor [{layout}], got {shape}")
+    pixels = batch.float() / UINT8_MAX if batch.dtype == torch.uint8 else batch.float()
+    return pixels, labels
+
+
+def split_image_batch(batch: ImageBatch) -> tuple[Tensor, Tensor | None]:
+    """An image batch -> (float images [B,K_img,H,W], labels [B] or None)."""
+    return split_pixel_batch(batch, "images", "B, channels, H, W")
 
 
 def check_image_shape(images: Tensor, channels: int, size: tuple[int, int]) -> Tensor:

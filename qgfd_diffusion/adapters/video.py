@@ -35,12 +35,10 @@ from .base import (
     load_adapter,
     register_adapter,
 )
-from .image import split_image_batch
+from .image import UINT8_MAX, split_pixel_batch
 
 VideoBatch = Tensor | Mapping[str, Any]
-_VIDEO_KEYS = ("videos", "labels")
 _IMAGE_FOLDER = "image_adapter"
-_UINT8_MAX = 255.0
 
 
 def read_video_frames(
@@ -61,7 +59,7 @@ def read_video_frames(
                 break
     if not frames:
         raise ValueError(f"no video frames could be decoded from {str(path)!r}")
-    video = rearrange(torch.stack(frames), "t h w k -> t k h w").float() / _UINT8_MAX
+    video = rearrange(torch.stack(frames), "t h w k -> t k h w").float() / UINT8_MAX
     if size is not None:
         video = F.interpolate(video, size=tuple(size), mode="bilinear", antialias=True)
     return video
@@ -72,7 +70,7 @@ def write_video(path: str | os.PathLike, video: Tensor, fps: int = 8, codec: str
     import av
 
     path = Path(path)
-    pixels = (video.detach().cpu().clamp(0, 1) * _UINT8_MAX).round().to(torch.uint8)
+    pixels = (video.detach().cpu().clamp(0, 1) * UINT8_MAX).round().to(torch.uint8)
     pixels = rearrange(pixels, "t k h w -> t h w k").numpy()  # [T,H,W,3]
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
@@ -86,19 +84,7 @@ def write_video(path: str | os.PathLike, video: Tensor, fps: int = 8, codec: str
 
 def split_video_batch(batch: VideoBatch) -> tuple[Tensor, Tensor | None]:
     """A video batch -> (float videos [B,T,K_img,H,W], labels [B] or None)."""
-    labels = None
-    if isinstance(batch, Mapping):
-        unknown = sorted(set(batch) - set(_VIDEO_KEYS))
-        if unknown or "videos" not in batch:
-            raise ValueError(
-                f"a video batch dict needs key 'videos' (and optionally 'labels'); "
-                f"got keys {sorted(batch)}"
-            )
-        batch, labels = batch["videos"], batch.get("labels")
-    if not isinstance(batch, Tensor) or batch.ndim != 5:
-        shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
-        raise ValueError(f"videos must be a tensor [B, T, channels, H, W], got {shape}")
-    return split_image_batch(batch)[0], labels  # uint8 -> float in [0,1]
+    return split_pixel_batch(batch, "videos", "B, T, channels, H, W")
 
 
 @dataclass(kw_only=True)
