@@ -1,0 +1,186 @@
+"""The quality benchmark (benchmarks/quality.py) end to end in quick mode: every task trains a
+tiny run from its configs/eval file, samples, scores and writes well-formed results.
+
+Checks the pipeline (keys present, values finite and in range, tables and plots written), never
+the quality targets: quick runs train for a few steps.
+"""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+FRACTIONS = (
+    "class_accuracy",
+    "real_class_accuracy",
+    "synthetic_accuracy",
+    "real_accuracy",
+    "synthetic_macro_f1",
+    "real_macro_f1",
+    "generated_distinct_1",
+    "real_distinct_1",
+    "generated_distinct_2",
+    "real_distinct_2",
+    "generated_distinct_3",
+    "real_distinct_3",
+)
+TRAINING_KEYS = ("parameters", "seconds_per_step", "train_seconds", "final_loss", "steps")
+# task -> (eval files, variants, metric -> (low, high) bounds every row must satisfy)
+EXPECTED = {
+    "mnist": (
+        {"mnist"},
+        {"default"},
+        {
+            "class_accuracy": (0, 1),
+            "real_class_accuracy": (0, 1),
+            "frechet_distance": (0, math.inf),
+            "real_vs_real_floor": (1e-300, math.inf),
+            "fd_over_floor": (0, math.inf),
+        },
+    ),
+    "tabular": (
+        {"tabular_wine", "tabular_breast_cancer"},
+        {"default"},
+        {
+            "synthetic_accuracy": (0, 1),
+            "real_accuracy": (0, 1),
+            "ratio": (0, math.inf),
+            "synthetic_macro_f1": (0, 1),
+            "real_macro_f1": (0, 1),
+        },
+    ),
+    "text": (
+        {"text"},
+        {"default"},
+        {
+            "generated_perplexity": (1, math.inf),
+            "real_perplexity": (1, math.inf),
+            "perplexity_ratio": (0, math.inf),
+            "generated_distinct_1": (0, 1),
+            "real_distinct_1": (0, 1),
+            "generated_distinct_2": (0, 1),
+            "real_distinct_2": (0, 1),
+            "generated_unknown_rate": (0, 1),
+            "real_unknown_rate": (0, 1),
+        },
+    ),
+    "continual": (
+        {"continual"},
+        {"no replay", "replay every 4"},
+        {
+            "loss_before": (0, math.inf),
+            "loss_after": (0, math.inf),
+            "forgetting": (-math.inf, math.inf),
+            "relative_forgetting": (-1, math.inf),
+            "later_phase_loss": (0, math.inf),
+        },
+    ),
+}
+STUDY_ATTENTION = ("sdpa", "heat")  # plus the qgfd variants, selected by --set below
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location(
+        "quality_benchmark", REPO / "benchmarks" / "quality.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run_quick(quality, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+
+    def run(task, *extra):
+        result = quality.main(
+            [
+                task,
+                "--quick",
+                "--no-progress",
+                "--out",
+                str(root / "out"),
+                "--runs",
+                str(root / "runs"),
+                *extra,
+            ]
+        )
+        return result, root / "out" / task
+
+    return run
+
+
+def check_files(result: dict, folder: Path) -> None:
+    on_disk = json.loads((folder / "results.json").read_text())
+    assert on_disk["task"] == result["task"] and on_disk["quick"] is True
+    report = (folder / "results.md").read_text()
+    assert "| file | variant | seeds |" in report and on_disk["command"] in report
+    for plot in result["plots"]:
+        assert (folder / plot).stat().st_size > 0 and f"]({plot})" in report
+
+
+def check_rows(rows: list[dict], bounds: dict[str, tuple[float, float]]) -> None:
+    for row in rows:
+        for key in (*bounds, *TRAINING_KEYS):
+            assert key in row, f"{row['file']}/{row['variant']}: no {key}"
+            assert math.isfinite(row[key]), f"{row['file']}/{row['variant']}: {key}={row[key]}"
+        for key, (low, high) in bounds.items():
+            assert low <= row[key] <= high, f"{key}={row[key]} outside [{low}, {high}]"
+        for key in set(FRACTIONS) & set(row):
+            assert 0 <= row[key] <= 1, f"{key}={row[key]}"
+        assert row["seconds_per_step"] > 0 and row["parameters"] > 0
+
+
+def check_summary(result: dict, files: set[str], variants: set[str], metrics) -> None:
+    summary = result["summary"]
+    assert {(g["file"], g["variant"]) for g in summary} == {(f, v) for f in files for v in variants}
+    for group in summary:
+        for key in metrics:
+            stats = group["metrics"][key]
+            assert math.isfinite(stats["mean"]) and stats["std"] >= 0
+
+
+@pytest.mark.parametrize("task", list(EXPECTED))
+def test_quick_task_writes_well_formed_results(run_quick, task):
+    files, variants, bounds = EXPECTED[task]
+    result, folder = run_quick(task)
+    check_files(result, folder)
+    check_rows(result["rows"], bounds)
+    check_summary(result, files, variants, bounds)
+    assert {t["metric"] for t in result["targets"]} <= set(bounds)  # targets reported, not asserted
+    if task == "mnist":
+        assert any(name.endswith("_samples.png") for name in map(str, folder.iterdir()))
+    if task == "text":
+        samples = result["rows"][0]["samples"]
+        assert samples["generated"] and samples["real"]
+        assert all(isinstance(line, str) for line in samples["generated"])
+    if task == "continual":
+        replay = {row["variant"]: row["replay_every"] for row in result["rows"]}
+        assert replay == {"no replay": 0, "replay every 4": 4}
+
+
+def test_quick_study_compares_attention_kinds(run_quick):
+    """Two qgfd alphas (so the alpha plot is drawn) plus sdpa and heat, two seeds each."""
+    variants = (
+        "[{name: sdpa, set: [run.model.attention=sdpa]}, "
+        "{name: heat, set: [run.model.attention=heat]}, "
+        "{name: qgfd a=0.1, set: [run.model.attention=qgfd, run.model.qgfd_alpha=0.1]}, "
+        "{name: qgfd a=0.3, set: [run.model.attention=qgfd, run.model.qgfd_alpha=0.3]}]"
+    )
+    result, folder = run_quick("study", "--set", f"variants={variants}")
+    check_files(result, folder)
+    _, _, bounds = EXPECTED["mnist"]
+    check_rows(result["rows"], bounds)
+    names = {"sdpa", "heat", "qgfd a=0.1", "qgfd a=0.3"}
+    check_summary(result, {"study"}, names, (*bounds, "seconds_per_step"))
+    assert all(len(group["seeds"]) == 2 for group in result["summary"])
+    assert len({row["parameters"] for row in result["rows"]}) == 1  # matched parameters
+    assert "quality_vs_alpha.png" in result["plots"] or not result["plots"]
