@@ -142,7 +142,7 @@ def report(args) -> None:
             names = ["sdpa", "qgfd", "qgfd_fused"] + (["naive"] if N <= args.naive_max else [])
             t = time_interleaved(args, names, N, backward)
             naive = f"{t['naive'] / t['qgfd']:.1f}" if "naive" in t else "skipped"
-            chosen = "materialized" if _auto_materializes(args, N, backward) else "fused"
+            chosen = "materialized" if _auto_materializes(args, N) else "fused"
             print(
                 f"| {N} | {'fwd+bwd' if backward else 'fwd'} | {t['qgfd'] / t['sdpa']:.2f} | "
                 f"{t['qgfd_fused'] / t['sdpa']:.2f} | {naive} | {chosen} |",
@@ -174,14 +174,14 @@ def report(args) -> None:
         )
 
 
-def _auto_materializes(args, N: int, backward: bool) -> bool:
+def _auto_materializes(args, N: int) -> bool:
     from qgfd_diffusion.attention.functional import _use_materialized, build_transition
 
-    q, k, v = make_inputs(args, N, requires_grad=backward)
+    q, k, _ = make_inputs(args, N, requires_grad=False)
     P = build_transition(
         q, k, None, transition="keys", topk=None, temperature=1.0, graph=None, scale=1.0
     )
-    return _use_materialized("auto", P, q, k, v)
+    return _use_materialized("auto", P, k)
 
 
 def parse_args(argv=None):

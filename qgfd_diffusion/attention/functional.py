@@ -40,13 +40,11 @@ TransitionKind = Literal["keys", "cosine", "attention", "graph", "linear"]
 IterationKind = Literal["ppr", "power"]
 PathKind = Literal["auto", "fused", "materialized"]
 
-# The materialised path stores one [B, H, N, N] P and reuses it for every step: (T + 3) / 2
-# attention-equivalents instead of T + 1. Measured on CPU (benchmarks/attention.py) it wins for
-# training (forward + backward) up to N ~ 2048, but for forward-only calls only at short N,
-# where fused kernels are already fast. "auto" follows that, and never exceeds the byte budget.
-MATERIALIZE_MAX_BYTES = 64 * 2**20
-MATERIALIZE_MAX_KEYS_TRAINING = 2048
-MATERIALIZE_MAX_KEYS_INFERENCE = 512
+# The materialised path builds one [B, H, N, N] P and reuses it for every step: (T + 3) / 2
+# attention-equivalents instead of T + 1 in FLOPs, but unfused. Measured on CPU
+# (benchmarks/attention.py and the backbone benchmark), it wins only while P is tiny (short N,
+# few heads): at B*H = 16, N = 1024 it costs 6.5x SDPA against 3.0x fused for T = 2.
+MATERIALIZE_MAX_BYTES = 2 * 2**20
 
 
 def qgfd_attention(
@@ -109,7 +107,7 @@ def qgfd_attention(
         scale=s,
         detach=detach_transition,
     )
-    if steps is None or _use_materialized(path, P, query, key, value):
+    if steps is None or _use_materialized(path, P, key):
         P = DenseTransition(P.dense())
     W = diffuse_values(P, value, a, steps, iteration, early_stop_eps)  # [B, H, N, dv]
     return F.scaled_dot_product_attention(
@@ -214,18 +212,13 @@ def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
     return a.reshape(*a.shape, *([1] * (4 - a.dim()))) if a.dim() else a
 
 
-def _use_materialized(
-    path: PathKind, P: Transition, query: Tensor, key: Tensor, value: Tensor
-) -> bool:
+def _use_materialized(path: PathKind, P: Transition, key: Tensor) -> bool:
     if path != "auto":
         return path == "materialized"
     if not isinstance(P, SoftmaxTransition) or isinstance(P, TopKSoftmaxTransition):
         return False
     B, H, N = key.shape[0], key.shape[1], key.shape[-2]
-    if B * H * N * N * key.element_size() > MATERIALIZE_MAX_BYTES:
-        return False
-    training = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-    return N <= (MATERIALIZE_MAX_KEYS_TRAINING if training else MATERIALIZE_MAX_KEYS_INFERENCE)
+    return B * H * N * N * key.element_size() <= MATERIALIZE_MAX_BYTES
 
 
 def _check_inputs(query, key, value, transition, iteration, steps, topk, temperature, graph, path):
