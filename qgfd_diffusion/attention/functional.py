@@ -19,12 +19,13 @@ fused attention call itself: T + 1 fused calls, O(N dv) memory, no N x N tensor.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_choice
 from .masks import key_mask, transition_mask
 from .transitions import (
     DenseTransition,
@@ -222,9 +223,9 @@ def _use_materialized(path: PathKind, P: Transition, key: Tensor) -> bool:
 
 
 def _check_inputs(query, key, value, transition, iteration, steps, topk, temperature, graph, path):
-    _check_choice("transition", transition, TransitionKind)
-    _check_choice("iteration", iteration, IterationKind)
-    _check_choice("path", path, PathKind)
+    check_choice("transition", transition, TransitionKind)
+    check_choice("iteration", iteration, IterationKind)
+    check_choice("path", path, PathKind)
     if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
         raise ValueError(
             "query, key and value must be [B, H, L, d]; got shapes "
@@ -255,9 +256,3 @@ def _check_inputs(query, key, value, transition, iteration, steps, topk, tempera
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _check_choice(field: str, value: str, literal) -> None:
-    allowed = get_args(literal)
-    if value not in allowed:
-        raise ValueError(f"{field} must be one of {allowed}, got {value!r}")

@@ -59,6 +59,7 @@ from transformers import AttentionInterface, AttentionMaskInterface, TrainerCall
 from transformers.integrations.sdpa_attention import create_position_bias_mask, repeat_kv
 from transformers.masking_utils import sdpa_mask
 
+from ..checks import check_int
 from .functional import qgfd_attention
 from .kernels import set_qgfd_step, warmup_alpha
 
@@ -88,10 +89,10 @@ class QGFDSettings:
     topk: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("diffusion_steps", self.diffusion_steps, minimum=0)
-        _check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_int("diffusion_steps", self.diffusion_steps, minimum=0)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
         if self.topk is not None:
-            _check_int("topk", self.topk, minimum=1)
+            check_int("topk", self.topk, minimum=1)
         if not 0.0 <= self.target_alpha <= 1.0:
             raise ValueError(f"target_alpha must be in [0, 1], got {self.target_alpha!r}")
         if not self.temp > 0.0:
@@ -99,11 +100,6 @@ class QGFDSettings:
         allowed = get_args(HFTransition)
         if self.transition not in allowed:
             raise ValueError(f"transition must be one of {allowed}, got {self.transition!r}")
-
-
-def _check_int(field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be an int >= {minimum}, got {value!r}")
 
 
 class MultiHeadQGFDLayer(nn.Module):
@@ -122,7 +118,7 @@ class MultiHeadQGFDLayer(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def set_step(self, step: int) -> None:
-        _check_int("step", step, minimum=0)
+        check_int("step", step, minimum=0)
         self.step.fill_(step)
 
     def alpha(self) -> float | Tensor:

@@ -17,12 +17,13 @@ Kinds (``ATTENTION_KINDS``):
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_choice, check_range
 from .functional import IterationKind, PathKind, TransitionKind, qgfd_attention
 from .masks import as_additive_bias, key_mask
 from .transitions import linear_kernel_attention
@@ -31,18 +32,6 @@ AttentionKind = Literal["sdpa", "qgfd", "heat", "difformer"]
 AlphaMode = Literal["fixed", "warmup", "learnable"]
 HeatMode = Literal["fixed", "depth_scaled", "learned"]
 DIFFormerVariant = Literal["s", "a"]
-
-
-def check_choice(field: str, value, literal) -> None:
-    """Reject a value outside a Literal, naming the field and the allowed values."""
-    allowed = get_args(literal)
-    if value not in allowed:
-        raise ValueError(f"{field} must be one of {allowed}, got {value!r}")
-
-
-def check_range(field: str, value: float, low: float, high: float = math.inf) -> None:
-    if not (low <= value <= high):
-        raise ValueError(f"{field} must be in [{low}, {high}], got {value!r}")
 
 
 class AttentionKernel(nn.Module):

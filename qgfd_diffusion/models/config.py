@@ -15,14 +15,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from ..attention.functional import IterationKind, TransitionKind
-from ..attention.kernels import (
-    AlphaMode,
-    AttentionKind,
-    DIFFormerVariant,
-    HeatMode,
-    check_choice,
-    check_range,
-)
+from ..attention.kernels import AlphaMode, AttentionKind, DIFFormerVariant, HeatMode
+from ..checks import check_choice, check_int, check_range
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
 BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
@@ -170,12 +164,6 @@ class DiffusionConfig:
         if unknown:
             raise ValueError(f"unknown DiffusionConfig field(s) {unknown} in preset overrides")
         return replace(DIFFUSION_PRESETS[name], **overrides)
-
-
-def check_int(field: str, value: Any, low: int) -> None:
-    """Reject a non-int (or bool) or an int below ``low``, naming the field."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{field} must be an int >= {low}, got {value!r}")
 
 
 # The one registry of named sizes (DiT's ``DiT_models``); CLIs list its keys.

@@ -18,8 +18,8 @@ from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
-from ..attention.kernels import check_choice
-from ..models.config import BetaSchedule, PredictionType, check_int
+from ..checks import check_choice, check_int
+from ..models.config import BetaSchedule, PredictionType
 
 
 class DDPMBetaSchedule(nn.Module):
