@@ -89,10 +89,10 @@ class QGFDSettings:
     topk: int | None = None
 
     def __post_init__(self) -> None:
-        check_int("diffusion_steps", self.diffusion_steps, minimum=0)
-        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_int("diffusion_steps", self.diffusion_steps, 0)
+        check_int("warmup_steps", self.warmup_steps, 0)
         if self.topk is not None:
-            check_int("topk", self.topk, minimum=1)
+            check_int("topk", self.topk, 1)
         if not 0.0 <= self.target_alpha <= 1.0:
             raise ValueError(f"target_alpha must be in [0, 1], got {self.target_alpha!r}")
         if not self.temp > 0.0:
@@ -118,7 +118,7 @@ class MultiHeadQGFDLayer(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def set_step(self, step: int) -> None:
-        check_int("step", step, minimum=0)
+        check_int("step", step, 0)
         self.step.fill_(step)
 
     def alpha(self) -> float | Tensor:
