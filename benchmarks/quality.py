@@ -78,8 +78,8 @@ from qgfd_diffusion.sample import make_scheduler
 from qgfd_diffusion.sample.run import load_trained_model
 from qgfd_diffusion.sample.writers import write_decoded
 from qgfd_diffusion.train.config import DataConfig, PhaseConfig, RunConfig, run_config_from_dict
-from qgfd_diffusion.train.data import dataset_metadata, load_dataset_source
-from qgfd_diffusion.train.phases import load_phase_data
+from qgfd_diffusion.train.data import dataset_metadata
+from qgfd_diffusion.train.phases import load_phase_data, load_source
 from qgfd_diffusion.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -444,16 +444,7 @@ def unseen_lines(data: DataConfig, seed: int, count: int) -> list[str]:
             "data.max_items",
             "text scoring needs max_items so that unseen lines remain to fit the n-gram model on",
         )
-    full = load_dataset_source(
-        data.source,
-        name=data.name,
-        split=data.split,
-        files=data.files,
-        format=data.format,
-        column=data.column,
-        seed=seed,
-        **data.options,
-    )
+    full = load_source(data, seed, limit=False)
     rest = range(data.max_items, min(len(full), data.max_items + count))
     if len(rest) == 0:
         raise ConfigError("data.max_items", f"all {len(full)} lines are used in training")

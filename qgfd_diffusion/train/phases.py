@@ -40,8 +40,9 @@ class PhaseData:
     modality: str  # the data layer's modality name: text, image, audio, video, table
 
 
-def load_phase_data(data: DataConfig, seed: int) -> PhaseData:
-    dataset = load_dataset_source(
+def load_source(data: DataConfig, seed: int, *, limit: bool = True) -> datasets.Dataset:
+    """The examples a ``DataConfig`` names, shuffled by ``seed``; cut to max_items if ``limit``."""
+    return load_dataset_source(
         data.source,
         name=data.name,
         split=data.split,
@@ -49,10 +50,14 @@ def load_phase_data(data: DataConfig, seed: int) -> PhaseData:
         format=data.format,
         column=data.column,
         label_column=data.label_column,
-        max_items=data.max_items,
+        max_items=data.max_items if limit else None,
         seed=seed,
         **data.options,
     )
+
+
+def load_phase_data(data: DataConfig, seed: int) -> PhaseData:
+    dataset = load_source(data, seed)
     train, validation = split_train_validation(dataset, data.validation_fraction, seed)
     return PhaseData(train, validation, dataset_metadata(dataset)["modality"])
 
