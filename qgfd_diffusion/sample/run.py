@@ -9,35 +9,18 @@ Same checkpoint, same options, same seed: same bytes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..models.backbone import QGFDDiffusionBackbone
 from ..models.multimodal import SharedQGFDDiffusionModel
+from .options import SampleOptions
 from .schedulers import make_scheduler
 from .writers import kind_of, write_decoded, write_latents
 
 EMA_FOLDER = "backbone_ema"
-
-
-@dataclass
-class SampleOptions:
-    num_samples: int = 16
-    steps: int = 50
-    eta: float = 0.0
-    guidance: float = 1.0
-    seed: int = 0
-    scheduler: str = "ddim"
-
-    def __post_init__(self):
-        for name in ("num_samples", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eta", "guidance"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQGFDDiffusionModel:

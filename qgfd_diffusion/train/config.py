@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
 from ..models.config import DIFFUSION_PRESETS, DiffusionConfig
+from ..sample.options import SampleSettings
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 LRSchedule = Literal["constant", "cosine"]
@@ -122,29 +123,12 @@ class TrainingConfig:
 
 
 @dataclass
-class SampleConfig:
-    """Defaults for ``qgfd sample`` and the samples written at the end of a run."""
-
-    num_samples: int = 16
-    steps: int = 50
-    eta: float = 0.0
-    guidance: float = 1.0
-    scheduler: str = "ddim"
-
-    def __post_init__(self):
-        _positive("num_samples", self.num_samples)
-        _positive("steps", self.steps)
-        if self.eta < 0 or self.guidance < 0:
-            raise ValueError("eta and guidance must be >= 0")
-
-
-@dataclass
 class RunConfig:
     phases: list[PhaseConfig]
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
     seed: int = 0
     train: TrainingConfig = field(default_factory=TrainingConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample: SampleSettings = field(default_factory=SampleSettings)
 
     def __post_init__(self):
         if not self.phases:

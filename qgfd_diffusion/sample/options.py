@@ -1,0 +1,34 @@
+"""Sampling settings: the run config's ``sample:`` section and ``qgfd sample``'s options.
+
+Kept free of heavy imports so that loading a run config does not load the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SampleSettings:
+    """How to sample: the defaults a run writes its end-of-run samples with."""
+
+    num_samples: int = 16
+    steps: int = 50
+    eta: float = 0.0
+    guidance: float = 1.0
+    scheduler: str = "ddim"
+
+    def __post_init__(self):
+        for name in ("num_samples", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eta", "guidance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class SampleOptions(SampleSettings):
+    """``SampleSettings`` plus the seed of the initial noise (same seed, same bytes)."""
+
+    seed: int = 0
