@@ -1,0 +1,130 @@
+"""A job: one (eval file, variant, seed) run to train in its own folder, then score into one
+result row (training facts, timings and the scorer's figures)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ...configio import ConfigError, apply_overrides, build_dataclass
+from ...sample.run import load_trained_model
+from ...train.config import PhaseConfig, RunConfig, run_config_from_dict
+from ...train.trainer import Trainer
+from .evalfile import EvalFile, Variant
+from .scorers import SCORERS, Scorer
+
+TIMING_FILE = "quality_timing.json"  # train wall-clock, next to the run's metrics.jsonl
+FINAL_LOSS_FRACTION = 0.05  # "final loss": median over the last 5 % of the last phase's steps
+
+
+@dataclass
+class Job:
+    """One run to train and score: (eval file, variant, seed)."""
+
+    name: str  # the eval file's stem
+    variant: Variant
+    seed: int
+    config: RunConfig
+    settings: Any  # the scorer's settings dataclass
+    run_dir: Path
+    cache_dir: Path  # shared by all jobs (digit classifiers)
+
+    @cached_property
+    def model(self):
+        return load_trained_model(self.run_dir / "final")
+
+    def phase(self, name: str) -> PhaseConfig:
+        phases = {phase.name: phase for phase in self.config.phases}
+        if name not in phases:
+            raise ConfigError(
+                "eval.phase", f"no phase {name!r} in the run (phases: {list(phases)})"
+            )
+        return phases[name]
+
+    @property
+    def eval_dir(self) -> Path:
+        folder = self.run_dir / "eval"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def make_jobs(document: EvalFile, name: str, runs_dir: Path, cache_dir: Path) -> list[Job]:
+    jobs = []
+    for variant in document.variants:
+        data = apply_overrides(
+            {"run": copy.deepcopy(document.run), "eval": copy.deepcopy(document.eval)}, variant.set
+        )
+        settings = build_dataclass(SCORERS[document.scorer].settings, data["eval"], "eval")
+        for seed in document.seeds:
+            config = run_config_from_dict({**data["run"], "seed": seed})
+            run_dir = runs_dir / name / variant.slug / f"seed{seed}"
+            jobs.append(Job(name, variant, seed, config, settings, run_dir, cache_dir))
+    return jobs
+
+
+def train(job: Job, progress: bool) -> float:
+    """Train the job's run folder (reuse a finished one, resume a killed one); train seconds."""
+    final, timing = job.run_dir / "final", job.run_dir / TIMING_FILE
+    if (final / "run_config.json").is_file() and timing.is_file():
+        saved = json.loads((final / "run_config.json").read_text())
+        if saved != json.loads(json.dumps(job.config.to_dict())):
+            raise ValueError(
+                f"{job.run_dir} holds a run with another config: delete it or "
+                "choose another --runs folder"
+            )
+        return json.loads(timing.read_text())["train_seconds"]
+    resume = (job.run_dir / "metrics.jsonl").exists()
+    started = time.perf_counter()
+    Trainer(job.config, job.run_dir, resume=resume, progress=progress).fit()
+    seconds = time.perf_counter() - started
+    timing.write_text(json.dumps({"train_seconds": seconds, "resumed": resume}))
+    return seconds
+
+
+# --------------------------------------------------------------------------------- one run row
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_facts(job: Job, metrics: list[dict]) -> dict[str, Any]:
+    """What a row says about training: attention settings, size, time per step, final loss."""
+    model = job.config.model
+    last = [row["loss"] for row in metrics if row["phase"] == job.config.phases[-1].name]
+    tail = last[-max(1, int(len(last) * FINAL_LOSS_FRACTION)) :]
+    batch = {phase.name: phase.batch_size for phase in job.config.phases}
+    return {
+        "attention": model.attention,
+        "qgfd_alpha": model.qgfd_alpha,
+        "qgfd_steps": model.qgfd_steps,
+        "transition": model.transition,
+        "parameters": sum(p.numel() for p in job.model.backbone.parameters()),
+        "steps": len(metrics),
+        "final_loss": statistics.median(tail),
+        "seconds_per_step": statistics.median(
+            batch[row["phase"]] / row["samples_per_sec"] for row in metrics
+        ),
+    }
+
+
+def run_job(job: Job, scorer: Scorer, progress: bool) -> dict[str, Any]:
+    train_seconds = train(job, progress)
+    started = time.perf_counter()
+    scores = scorer.score(job)
+    row = {
+        "file": job.name,
+        "variant": job.variant.name,
+        "seed": job.seed,
+        "run_dir": str(job.run_dir),
+        **run_facts(job, read_metrics(job.run_dir)),
+        "train_seconds": train_seconds,
+        "score_seconds": time.perf_counter() - started,
+        **scores,
+    }
+    (job.eval_dir / "scores.json").write_text(json.dumps(row, indent=2, default=str))
+    return row

@@ -1,0 +1,163 @@
+"""Summaries over seeds (mean and std per variant), the targets checked on them, and results.md."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evalfile import Target, Variant
+
+
+# ---------------------------------------------------------------------------------- summaries
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation (n - 1; 0 for one seed) of every numeric field per
+    (file, variant)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["file"], row["variant"]), []).append(row)
+    summary = []
+    for (name, variant), members in groups.items():
+        keys = [k for k, v in members[0].items() if is_number(v) and k != "seed"]
+        stats = {}
+        for key in keys:
+            values = [float(m[key]) for m in members]
+            stats[key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
+        summary.append(
+            {
+                "file": name,
+                "variant": variant,
+                "seeds": [m["seed"] for m in members],
+                "metrics": stats,
+            }
+        )
+    return summary
+
+
+def check_targets(summary: list[dict], targets: dict[str, list[Target]]) -> list[dict]:
+    return [
+        {
+            "file": group["file"],
+            "variant": group["variant"],
+            "metric": target.metric,
+            "target": target.describe(),
+            "mean": group["metrics"][target.metric]["mean"],
+            "met": target.met(group["metrics"][target.metric]["mean"]),
+        }
+        for group in summary
+        for target in targets[group["file"]]
+        if target.metric in group["metrics"]
+    ]
+
+
+# ------------------------------------------------------------------------------------ markdown
+TIMING_COLUMNS = ("parameters", "seconds_per_step", "train_seconds", "final_loss")
+
+
+def _cell(stats: dict[str, float] | None, seeds: int) -> str:
+    if stats is None:
+        return "-"
+    mean, std = stats["mean"], stats["std"]
+    text = f"{mean:,.0f}" if abs(mean) >= 1000 and float(mean).is_integer() else f"{mean:.4g}"
+    return f"{text} ± {std:.2g}" if seeds > 1 else text
+
+
+def markdown_table(summary: list[dict], columns: list[str]) -> list[str]:
+    lines = [
+        "| file | variant | seeds | " + " | ".join(columns) + " |",
+        "|" + "---|" * (3 + len(columns)),
+    ]
+    for group in summary:
+        seeds = len(group["seeds"])
+        cells = [_cell(group["metrics"].get(c), seeds) for c in columns]
+        lines.append(
+            f"| {group['file']} | {group['variant']} | {seeds} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
+def markdown_report(result: dict, headline: list[str], out_dir: Path) -> str:
+    lines = [
+        f"# Quality benchmark: {result['task']}{' (quick mode)' if result['quick'] else ''}",
+        "",
+        "Made by:",
+        "",
+        "```bash",
+        result["command"],
+        "```",
+        "",
+        f"Environment: {result['environment']}",
+        "",
+        "Mean ± standard deviation over seeds.",
+        "",
+    ]
+    lines += markdown_table(result["summary"], headline) + [""]
+    lines += ["Training cost (seconds_per_step: median wall-clock per optimiser step):", ""]
+    lines += markdown_table(result["summary"], list(TIMING_COLUMNS)) + [""]
+    if result["targets"]:
+        lines += [
+            "Targets of the issue (on the mean):",
+            "",
+            "| file | variant | metric | target | mean | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['file']} | {t['variant']} | {t['metric']} | {t['target']} | "
+            f"{t['mean']:.4g} | {'yes' if t['met'] else 'NO'} |"
+            for t in result["targets"]
+        ] + [""]
+    lines += [f"![{name}]({name})" for name in result["plots"]] + [""]
+    lines += artifact_lines(result["rows"], out_dir) + sample_lines(result["rows"])
+    return "\n".join(lines) + "\n"
+
+
+def first_seed_rows(rows: list[dict]) -> list[dict]:
+    seen, chosen = set(), []
+    for row in rows:
+        if (row["file"], row["variant"]) not in seen:
+            seen.add((row["file"], row["variant"]))
+            chosen.append(row)
+    return chosen
+
+
+def artifact_lines(rows: list[dict], out_dir: Path) -> list[str]:
+    """Copy each variant's first-seed artifacts (sample grids) next to results.md."""
+    lines = []
+    for row in first_seed_rows(rows):
+        for name, path in row.get("artifacts", {}).items():
+            slug = Variant(row["variant"]).slug
+            target = f"{row['file']}_{slug}_seed{row['seed']}_{name}{Path(path).suffix}"
+            shutil.copyfile(path, out_dir / target)
+            lines += [
+                f"{name}, {row['file']} / {row['variant']} / seed {row['seed']} "
+                "(rows: samples, columns: requested class 0-9):",
+                "",
+                f"![{target}]({target})",
+                "",
+            ]
+    return lines
+
+
+def sample_lines(rows: list[dict]) -> list[str]:
+    lines = []
+    for row in first_seed_rows(rows):
+        for kind, texts in row.get("samples", {}).items():
+            lines += [
+                f"{kind} lines, {row['file']} / {row['variant']} / seed {row['seed']} (unedited):",
+                "",
+                "```text",
+                *texts,
+                "```",
+                "",
+            ]
+    return lines

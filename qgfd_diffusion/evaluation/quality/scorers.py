@@ -1,0 +1,354 @@
+"""Scorers: each samples a trained job's run and scores the samples against real held-out data
+with `qgfd_diffusion.evaluation`; `SCORERS` names them for the eval files' ``scorer`` key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ...configio import ConfigError, build_dataclass, to_plain
+from ...sample import make_scheduler
+from ...sample.writers import write_decoded
+from ...train.config import DataConfig
+from ...train.data import dataset_metadata
+from ...train.phases import load_phase_data, load_source
+from .. import (
+    CLASSIFIERS,
+    DigitClassifier,
+    DigitTrainingConfig,
+    digit_report,
+    ml_efficiency,
+    text_report,
+    tokenize,
+    train_digit_classifier,
+)
+
+if TYPE_CHECKING:  # jobs imports SCORERS; a scorer only reads a Job's attributes
+    from .jobs import Job
+
+
+def generate(
+    job: Job, phase: str, count: int, batch: int, condition: torch.Tensor | None = None
+) -> list:
+    """``count`` decoded samples of ``phase`` in chunks of ``batch`` (run.sample's sampler,
+    steps, eta and guidance; one generator seeded with the run seed)."""
+    options, model = job.config.sample, job.model
+    generator = torch.Generator().manual_seed(job.config.seed)
+    scheduler = make_scheduler(options.scheduler, model.backbone)
+    chunks = []
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        chunk = None if condition is None else condition[start : start + size]
+        output = model.sample(
+            phase,
+            size,
+            condition=chunk,
+            generator=generator,
+            scheduler=scheduler,
+            num_inference_steps=options.steps,
+            eta=options.eta,
+            guidance_scale=options.guidance,
+        )
+        if output.decoded is None:
+            raise ValueError(f"phase {phase!r}: its adapter cannot decode samples to score")
+        chunks.append(output.decoded)
+    return chunks
+
+
+def _checked(name: str, value: int, low: int = 1) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+@dataclass
+class DigitsSettings:
+    """phase: the class-conditional patch_image phase; samples_per_class: generated digits per
+    class (score against about twice as many held-out ones); sample_batch: digits per sampler
+    call; classifier: DigitTrainingConfig fields of the scoring classifier; grid_per_class:
+    digits per class in the PNG grid."""
+
+    phase: str
+    samples_per_class: int = 50
+    sample_batch: int = 250
+    classifier: dict[str, Any] = field(default_factory=dict)
+    grid_per_class: int = 10
+
+    def __post_init__(self):
+        for name in ("samples_per_class", "sample_batch", "grid_per_class"):
+            _checked(name, getattr(self, name))
+        self.training_config()  # a clear error now rather than after training
+
+    def training_config(self) -> DigitTrainingConfig:
+        return build_dataclass(DigitTrainingConfig, self.classifier, "eval.classifier")
+
+
+def digit_arrays(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = dataset[:]  # images float32 [N, 1, 28, 28] in [0, 1], labels [N]
+    return torch.as_tensor(np.asarray(rows["image"])), torch.as_tensor(np.asarray(rows["label"]))
+
+
+def digit_classifier(
+    job: Job, data: DataConfig, images: torch.Tensor, labels: torch.Tensor
+) -> DigitClassifier:
+    """The scoring classifier of this data split, trained once and cached under the runs folder
+    (keyed by the data config, run seed and training config)."""
+    key = json.dumps(
+        {"data": to_plain(data), "seed": job.seed, "classifier": job.settings.classifier},
+        sort_keys=True,
+    )
+    folder = job.cache_dir / "digit_classifiers" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    if (folder / "classifier.json").is_file():
+        return DigitClassifier.load(folder)
+    classifier = train_digit_classifier(images, labels, config=job.settings.training_config())
+    classifier.save(folder)
+    (folder / "key.json").write_text(key)
+    return classifier
+
+
+def score_digits(job: Job) -> dict[str, Any]:
+    settings = job.settings
+    phase = job.phase(settings.phase)
+    classes = job.model.adapters[phase.name].condition_dim
+    if classes is None:
+        raise ConfigError(
+            "eval.phase",
+            f"phase {phase.name!r} is not class-conditional (set adapter_options.num_classes)",
+        )
+    data = load_phase_data(phase.data, job.config.seed)
+    train_images, train_labels = digit_arrays(data.train)
+    heldout = digit_arrays(data.validation)
+    classifier = digit_classifier(job, phase.data, train_images, train_labels)
+    requested = torch.arange(settings.samples_per_class * classes) % classes  # [N]: 0..K-1, 0..
+    # Decoded pixels are the exact inverse of the patch latents, not clipped: clip to the data
+    # range [0, 1] as the PNG writer does (the last step of DDPM sampling, Ho et al. 2020).
+    images = torch.cat(
+        generate(job, phase.name, len(requested), settings.sample_batch, requested)
+    ).clamp(0.0, 1.0)  # [N, 1, 28, 28]
+    report = digit_report(classifier, images, requested, heldout, seed=job.seed)
+    report["fd_over_floor"] = report["frechet_distance"] / report["real_vs_real_floor"]
+    report["classifier_train_accuracy"] = classifier.training_record.get("train_accuracy", math.nan)
+    shown = min(settings.grid_per_class, settings.samples_per_class)
+    per_class = torch.stack(
+        [torch.nonzero(requested == k)[:shown, 0] for k in range(classes)]
+    )  # [K, G] sample indices
+    grid = images[per_class.T.flatten()]  # [G, K] -> [G*K, 1, 28, 28]: one class per column
+    written = write_decoded(job.eval_dir / "digits", "image", grid, nrow=classes)
+    return {**report, "artifacts": {"samples": str(written[0])}}
+
+
+@dataclass
+class TableSettings:
+    """phase: the tabular phase; classifier: ml_efficiency's classifier kind; sample_batch:
+    rows per sampler call. As many rows are generated as the real training split has."""
+
+    phase: str
+    classifier: str = "random_forest"
+    sample_batch: int = 512
+
+    def __post_init__(self):
+        _checked("sample_batch", self.sample_batch)
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"classifier must be one of {list(CLASSIFIERS)}, got {self.classifier!r}"
+            )
+
+
+def score_table(job: Job) -> dict[str, Any]:
+    settings = job.settings
+    phase = job.phase(settings.phase)
+    data = load_phase_data(phase.data, job.config.seed)
+    meta = dataset_metadata(data.train)
+    if not meta.get("target_column"):
+        raise ConfigError("eval.phase", f"the data of phase {phase.name!r} has no target column")
+    real_train, real_test = data.train.to_pandas(), data.validation.to_pandas()
+    synthetic = pd.concat(
+        generate(job, phase.name, len(real_train), settings.sample_batch), ignore_index=True
+    )
+    synthetic.to_csv(job.eval_dir / "synthetic.csv", index=False)
+    report = ml_efficiency(
+        synthetic,
+        real_train,
+        real_test,
+        meta["target_column"],
+        meta.get("categorical_columns") or [],
+        seed=job.seed,
+        classifier=settings.classifier,
+    )
+    report["missing_classes"] = len(report["missing_classes"])
+    return report
+
+
+@dataclass
+class TextSettings:
+    """phase: the text phase; num_samples: generated lines (and real validation lines scored
+    alike); fit_lines: unseen real lines past the phase's data.max_items that the n-gram model
+    is fitted on; ngram_order, min_count, distinct_orders: text_report's; shown_samples: lines
+    printed in results.md."""
+
+    phase: str
+    num_samples: int = 500
+    sample_batch: int = 250
+    fit_lines: int = 20000
+    ngram_order: int = 3
+    min_count: int = 2
+    distinct_orders: list[int] = field(default_factory=lambda: [1, 2, 3])
+    shown_samples: int = 20
+
+    def __post_init__(self):
+        for name in ("num_samples", "sample_batch", "fit_lines", "ngram_order", "min_count"):
+            _checked(name, getattr(self, name))
+        _checked("shown_samples", self.shown_samples, 0)
+
+
+def unseen_lines(data: DataConfig, seed: int, count: int) -> list[str]:
+    """Real lines the run never saw: the source is shuffled with the run seed and cut to
+    max_items (train/data.py), so the lines after max_items in that order are unseen."""
+    if data.max_items is None:
+        raise ConfigError(
+            "data.max_items",
+            "text scoring needs max_items so that unseen lines remain to fit the n-gram model on",
+        )
+    full = load_source(data, seed, limit=False)
+    rest = range(data.max_items, min(len(full), data.max_items + count))
+    if len(rest) == 0:
+        raise ConfigError("data.max_items", f"all {len(full)} lines are used in training")
+    return full.select(rest)["text"]
+
+
+def score_text(job: Job) -> dict[str, Any]:
+    settings = job.settings
+    phase = job.phase(settings.phase)
+    data = load_phase_data(phase.data, job.config.seed)
+    generated = [
+        line
+        for chunk in generate(job, phase.name, settings.num_samples, settings.sample_batch)
+        for line in chunk
+    ]
+    (job.eval_dir / "generated.txt").write_text("\n".join(generated) + "\n", encoding="utf-8")
+    real = data.validation["text"][: settings.num_samples]
+    fit_lines = unseen_lines(phase.data, job.seed, settings.fit_lines)
+    report = text_report(
+        generated,
+        real,
+        fit_lines,
+        n=settings.ngram_order,
+        min_count=settings.min_count,
+        distinct_orders=settings.distinct_orders,
+    )
+    vocabulary = ngram_vocabulary(fit_lines, settings.min_count)
+    report.update(
+        generated_unknown_rate=unknown_rate(generated, vocabulary),
+        real_unknown_rate=unknown_rate(real, vocabulary),
+    )
+    shown = settings.shown_samples
+    return {**report, "samples": {"generated": generated[:shown], "real": real[:shown]}}
+
+
+def ngram_vocabulary(lines: list[str], min_count: int) -> set[str]:
+    """The words the n-gram model keeps (seen >= min_count times); the rest map to <unk>."""
+    counts = Counter(token for line in lines for token in tokenize(line))
+    return {word for word, count in counts.items() if count >= min_count}
+
+
+def unknown_rate(lines: list[str], vocabulary: set[str]) -> float:
+    """Fraction of word tokens outside the n-gram vocabulary: perplexity scores them all as one
+    <unk> word, so garbled text can look better than it is; read the two together."""
+    tokens = [token for line in lines for token in tokenize(line)]
+    return sum(token not in vocabulary for token in tokens) / max(len(tokens), 1)
+
+
+@dataclass
+class ForgettingSettings:
+    """phase: the phase whose validation loss is watched; later_phase: the phase after which it
+    is measured again (validation.jsonl: after every phase, every earlier phase's loss)."""
+
+    phase: str
+    later_phase: str
+
+
+def score_forgetting(job: Job) -> dict[str, Any]:
+    settings = job.settings
+    later = job.phase(settings.later_phase)
+    job.phase(settings.phase)
+    lines = (job.run_dir / "validation.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    loss = {(row["after_phase"], row["phase"]): row["loss"] for row in rows}
+    before, after = loss[settings.phase, settings.phase], loss[later.name, settings.phase]
+    return {
+        "loss_before": before,
+        "loss_after": after,
+        "forgetting": after - before,
+        "relative_forgetting": (after - before) / before,
+        "later_phase_loss": loss[later.name, later.name],
+        "replay_every": later.replay_every if later.replay_phase == settings.phase else 0,
+    }
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """settings: the dataclass of the file's `eval` section; headline: metrics in the tables
+    and plots (name, higher is better)."""
+
+    settings: type
+    score: Callable[[Job], dict[str, Any]]
+    headline: tuple[tuple[str, bool], ...]
+
+
+SCORERS: dict[str, Scorer] = {
+    "digits": Scorer(
+        DigitsSettings,
+        score_digits,
+        (
+            ("class_accuracy", True),
+            ("frechet_distance", False),
+            ("real_vs_real_floor", False),
+            ("fd_over_floor", False),
+            ("real_class_accuracy", True),
+        ),
+    ),
+    "table": Scorer(
+        TableSettings,
+        score_table,
+        (
+            ("synthetic_accuracy", True),
+            ("real_accuracy", True),
+            ("ratio", True),
+            ("f1_ratio", True),
+        ),
+    ),
+    "text": Scorer(
+        TextSettings,
+        score_text,
+        (
+            ("generated_perplexity", False),
+            ("real_perplexity", False),
+            ("perplexity_ratio", False),
+            ("generated_distinct_1", True),
+            ("real_distinct_1", True),
+            ("generated_distinct_2", True),
+            ("real_distinct_2", True),
+            ("generated_unknown_rate", False),
+            ("real_unknown_rate", False),
+        ),
+    ),
+    "forgetting": Scorer(
+        ForgettingSettings,
+        score_forgetting,
+        (
+            ("loss_before", False),
+            ("loss_after", False),
+            ("forgetting", False),
+            ("relative_forgetting", False),
+            ("later_phase_loss", False),
+        ),
+    ),
+}
