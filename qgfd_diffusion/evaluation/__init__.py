@@ -1,11 +1,14 @@
 """Offline quality scoring of generated samples against real held-out data.
 
-Pure metric functions (no training of diffusion models here):
+Metric functions (they train only the small scoring models: digit classifier, n-gram model):
     digits   a small CNN digit classifier: class accuracy of generated digits and the feature
              space for a Frechet distance (`digit_report` gives both plus the real floor)
     frechet  Frechet distance between feature sets (FID formula) and its real-vs-real floor
     tabular  TabDDPM machine-learning efficiency (train on synthetic, test on real)
     text     interpolated Kneser-Ney n-gram perplexity and distinct-n (`text_report`)
+
+The benchmark pipeline that trains diffusion runs from eval files and scores them with these
+lives in the subpackage `qgfd_diffusion.evaluation.quality` (CLI: benchmarks/quality.py).
 """
 
 from .digits import (
