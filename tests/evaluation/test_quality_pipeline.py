@@ -115,6 +115,7 @@ def run_quick(quality, tmp_path_factory):
         )
         return result, root / "out" / task
 
+    run.runs_root = root / "runs"
     return run
 
 
@@ -184,3 +185,17 @@ def test_quick_study_compares_attention_kinds(run_quick):
     assert all(len(group["seeds"]) == 2 for group in result["summary"])
     assert len({row["parameters"] for row in result["rows"]}) == 1  # matched parameters
     assert "quality_vs_alpha.png" in result["plots"] or not result["plots"]
+
+
+def test_finished_run_is_rescored_not_retrained(run_quick):
+    """Sampling settings only change scoring: a finished run is reused at another guidance;
+    another training setting is refused rather than silently mixed with the old weights."""
+    run_quick("mnist")
+    (run_dir,) = (run_quick.runs_root / "mnist").glob("*/*/seed*")
+    metrics = run_dir / "metrics.jsonl"
+    before = metrics.read_bytes()
+    result, _ = run_quick("mnist", "--set", "run.sample.guidance=1.5")
+    assert metrics.read_bytes() == before  # not retrained
+    assert math.isfinite(result["rows"][0]["class_accuracy"])
+    with pytest.raises(ValueError, match="another training config"):
+        run_quick("mnist", "--set", "run.phases.0.lr=0.002")

@@ -73,9 +73,9 @@ def train(job: Job, progress: bool) -> float:
     final, timing = job.run_dir / "final", job.run_dir / TIMING_FILE
     if (final / "run_config.json").is_file() and timing.is_file():
         saved = json.loads((final / "run_config.json").read_text())
-        if saved != json.loads(json.dumps(job.config.to_dict())):
+        if _training_part(saved) != _training_part(job.config.to_dict()):
             raise ValueError(
-                f"{job.run_dir} holds a run with another config: delete it or "
+                f"{job.run_dir} holds a run with another training config: delete it or "
                 "choose another --runs folder"
             )
         return json.loads(timing.read_text())["train_seconds"]
@@ -85,6 +85,14 @@ def train(job: Job, progress: bool) -> float:
     seconds = time.perf_counter() - started
     timing.write_text(json.dumps({"train_seconds": seconds, "resumed": resume}))
     return seconds
+
+
+def _training_part(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config as JSON without its ``sample`` section: the scorers sample with the job's
+    own settings, so a finished run is rescored at another guidance or step count, not retrained."""
+    plain = json.loads(json.dumps(config))
+    plain.pop("sample", None)
+    return plain
 
 
 # --------------------------------------------------------------------------------- one run row
