@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...checks import check_int
 from ...configio import ConfigError, build_dataclass, to_plain
 from ...sample import make_scheduler
 from ...sample.writers import write_decoded
@@ -64,11 +65,6 @@ def generate(
     return chunks
 
 
-def _checked(name: str, value: int, low: int = 1) -> None:
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
 @dataclass
 class DigitsSettings:
     """phase: the class-conditional patch_image phase; samples_per_class: generated digits per
@@ -84,7 +80,7 @@ class DigitsSettings:
 
     def __post_init__(self):
         for name in ("samples_per_class", "sample_batch", "grid_per_class"):
-            _checked(name, getattr(self, name))
+            check_int(name, getattr(self, name), 1)
         self.training_config()  # a clear error now rather than after training
 
     def training_config(self) -> DigitTrainingConfig:
@@ -155,7 +151,7 @@ class TableSettings:
     sample_batch: int = 512
 
     def __post_init__(self):
-        _checked("sample_batch", self.sample_batch)
+        check_int("sample_batch", self.sample_batch, 1)
         if self.classifier not in CLASSIFIERS:
             raise ValueError(
                 f"classifier must be one of {list(CLASSIFIERS)}, got {self.classifier!r}"
@@ -205,8 +201,8 @@ class TextSettings:
 
     def __post_init__(self):
         for name in ("num_samples", "sample_batch", "fit_lines", "ngram_order", "min_count"):
-            _checked(name, getattr(self, name))
-        _checked("shown_samples", self.shown_samples, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("shown_samples", self.shown_samples, 0)
 
 
 def unseen_lines(data: DataConfig, seed: int, count: int) -> list[str]:
