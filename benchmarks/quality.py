@@ -44,6 +44,7 @@ from pathlib import Path
 
 from qgfd_diffusion.configio import ConfigError
 from qgfd_diffusion.evaluation.quality import run_task
+from qgfd_diffusion.train.logs import silence_library_progress_bars
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "eval"
@@ -100,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         "eval.samples_per_class=20 (repeatable; after --quick)",
     )
     parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no training progress bars"
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars (training, weight saving and loading)",
     )
     return parser
 
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     default = DEFAULT_RUNS / QUICK_FOLDER if args.quick else None
+    if not args.progress:
+        silence_library_progress_bars()
     try:
         return run_task(
             args.task,

@@ -106,24 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_train(args) -> None:
     from .train.config import load_run_config
+    from .train.logs import silence_library_progress_bars
     from .train.trainer import Trainer
 
     config = load_run_config(args.config, args.overrides)
     if args.no_progress:
-        _silence_library_progress_bars()
+        silence_library_progress_bars()
     final = Trainer(
         config, args.output_dir, resume=args.resume, progress=not args.no_progress
     ).fit()
     print(f"final model: {final}")
-
-
-def _silence_library_progress_bars() -> None:
-    """transformers and diffusers draw their own bars when saving and loading weights."""
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.disable_progress_bar()
 
 
 def run_sample(args) -> None:

@@ -14,6 +14,16 @@ from typing import Any
 TIMING_FIELDS = ("samples_per_sec",)  # the only fields that differ between identical runs
 
 
+def silence_library_progress_bars() -> None:
+    """transformers and diffusers draw their own bars when saving and loading weights; a run
+    started with ``--no-progress`` (CI, log files) wants none."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+
+
 class MetricsLog:
     def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool = True):
         self.metrics_file = run_dir / "metrics.jsonl"

@@ -30,7 +30,14 @@ FRACTIONS = (
     "generated_distinct_3",
     "real_distinct_3",
 )
-TRAINING_KEYS = ("parameters", "seconds_per_step", "train_seconds", "final_loss", "steps")
+TRAINING_KEYS = (
+    "parameters",
+    "seconds_per_step",
+    "train_seconds",
+    "train_threads",
+    "final_loss",
+    "steps",
+)
 # task -> (eval files, variants, metric -> (low, high) bounds every row must satisfy)
 EXPECTED = {
     "mnist": (
@@ -85,15 +92,19 @@ EXPECTED = {
 STUDY_ATTENTION = ("sdpa", "heat")  # plus the qgfd variants, selected by --set below
 
 
-@pytest.fixture(scope="module")
-def quality():
+def load_script(name: str):
     spec = importlib.util.spec_from_file_location(
-        "quality_benchmark", REPO / "benchmarks" / "quality.py"
+        f"{name}_benchmark", REPO / "benchmarks" / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def quality():
+    return load_script("quality")
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +196,30 @@ def test_quick_study_compares_attention_kinds(run_quick):
     assert all(len(group["seeds"]) == 2 for group in result["summary"])
     assert len({row["parameters"] for row in result["rows"]}) == 1  # matched parameters
     assert "quality_vs_alpha.png" in result["plots"] or not result["plots"]
+    paired = {p["variant"]: p for p in result["paired"]}
+    assert set(paired) == names - {"sdpa"}
+    assert all(p["reference"] == "sdpa" and p["seeds"] == [0, 1] for p in paired.values())
+    assert "Paired by seed: difference from `sdpa`" in (folder / "results.md").read_text()
+
+
+def test_attention_effect_reads_trained_study_runs(run_quick, capsys):
+    """benchmarks/attention_effect.py on the quick study's runs: QGFD at alpha = 0.3 moves the
+    attention output off plain attention; an sdpa run is refused by name."""
+    run_quick("study")
+    effect = load_script("attention_effect")
+    study_runs = run_quick.runs_root / "study" / "study"
+    capsys.readouterr()
+    effect.main([str(study_runs / "qgfd_a=0.3_T=2" / "seed0"), "--samples", "4", "--steps", "2"])
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if "seed0" in line]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    alpha, steps, transition = float(cells[2]), int(cells[3]), cells[4]
+    diagonal = float(cells[5].split()[0])
+    change, largest = (float(cell.rstrip("%")) for cell in cells[6:8])
+    assert (alpha, steps, transition) == (0.3, 2, "keys")
+    assert 1 / int(cells[1]) - 1e-3 <= diagonal <= 1
+    assert 0 < change <= largest
+    with pytest.raises(SystemExit, match="no QGFD attention"):
+        effect.main([str(study_runs / "sdpa" / "seed0")])
 
 
 def test_finished_run_is_rescored_not_retrained(run_quick):

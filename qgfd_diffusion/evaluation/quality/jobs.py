@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ...configio import ConfigError, apply_overrides, build_dataclass
 from ...sample.run import load_trained_model
 from ...train.config import PhaseConfig, RunConfig, run_config_from_dict
@@ -68,8 +70,10 @@ def make_jobs(document: EvalFile, name: str, runs_dir: Path, cache_dir: Path) ->
     return jobs
 
 
-def train(job: Job, progress: bool) -> float:
-    """Train the job's run folder (reuse a finished one, resume a killed one); train seconds."""
+def train(job: Job, progress: bool) -> dict[str, Any]:
+    """Train the job's run folder (reuse a finished one, resume a killed one). Returns the
+    timing record: train_seconds, resumed, train_threads (torch's intra-op threads, which the
+    seconds per step depend on)."""
     final, timing = job.run_dir / "final", job.run_dir / TIMING_FILE
     if (final / "run_config.json").is_file() and timing.is_file():
         saved = json.loads((final / "run_config.json").read_text())
@@ -78,13 +82,17 @@ def train(job: Job, progress: bool) -> float:
                 f"{job.run_dir} holds a run with another training config: delete it or "
                 "choose another --runs folder"
             )
-        return json.loads(timing.read_text())["train_seconds"]
+        return json.loads(timing.read_text())
     resume = (job.run_dir / "metrics.jsonl").exists()
     started = time.perf_counter()
     Trainer(job.config, job.run_dir, resume=resume, progress=progress).fit()
-    seconds = time.perf_counter() - started
-    timing.write_text(json.dumps({"train_seconds": seconds, "resumed": resume}))
-    return seconds
+    record = {
+        "train_seconds": time.perf_counter() - started,
+        "resumed": resume,
+        "train_threads": torch.get_num_threads(),
+    }
+    timing.write_text(json.dumps(record))
+    return record
 
 
 def _training_part(config: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +129,7 @@ def run_facts(job: Job, metrics: list[dict]) -> dict[str, Any]:
 
 
 def run_job(job: Job, scorer: Scorer, progress: bool) -> dict[str, Any]:
-    train_seconds = train(job, progress)
+    timing = train(job, progress)
     started = time.perf_counter()
     scores = scorer.score(job)
     row = {
@@ -130,7 +138,8 @@ def run_job(job: Job, scorer: Scorer, progress: bool) -> dict[str, Any]:
         "seed": job.seed,
         "run_dir": str(job.run_dir),
         **run_facts(job, read_metrics(job.run_dir)),
-        "train_seconds": train_seconds,
+        "train_seconds": timing["train_seconds"],
+        "train_threads": timing.get("train_threads"),  # absent from older timing files
         "score_seconds": time.perf_counter() - started,
         **scores,
     }

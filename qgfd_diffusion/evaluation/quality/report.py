@@ -17,6 +17,14 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
+def mean_and_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation (n - 1; 0 for one seed) of every numeric field per
     (file, variant)."""
@@ -28,11 +36,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         keys = [k for k, v in members[0].items() if is_number(v) and k != "seed"]
         stats = {}
         for key in keys:
-            values = [float(m[key]) for m in members]
-            stats[key] = {
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            }
+            stats[key] = mean_and_std([float(m[key]) for m in members])
         summary.append(
             {
                 "file": name,
@@ -42,6 +46,39 @@ def summarise(rows: list[dict]) -> list[dict]:
             }
         )
     return summary
+
+
+def paired_differences(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """Per file, each variant minus the file's first variant, seed by seed: mean and standard
+    deviation of those differences over the seeds both ran.
+
+    Runs of one seed share the initialisation and the data order, so the per-seed difference
+    removes most of the seed-to-seed spread that the unpaired means carry."""
+    runs: dict[str, dict[str, dict[int, dict]]] = {}  # file -> variant -> seed -> row
+    for row in rows:
+        runs.setdefault(row["file"], {}).setdefault(row["variant"], {})[row["seed"]] = row
+    paired = []
+    for name, variants in runs.items():
+        (reference, base), *others = variants.items()
+        for variant, runs_by_seed in others:
+            seeds = sorted(set(runs_by_seed) & set(base))
+            pairs = [(runs_by_seed[seed], base[seed]) for seed in seeds]
+            stats = {
+                metric: mean_and_std([float(run[metric] - ref[metric]) for run, ref in pairs])
+                for metric in metrics
+                if pairs and all(is_number(r.get(metric)) for pair in pairs for r in pair)
+            }
+            if seeds:
+                paired.append(
+                    {
+                        "file": name,
+                        "variant": variant,
+                        "reference": reference,
+                        "seeds": seeds,
+                        "metrics": stats,
+                    }
+                )
+    return paired
 
 
 def check_targets(summary: list[dict], targets: dict[str, list[Target]]) -> list[dict]:
@@ -61,7 +98,7 @@ def check_targets(summary: list[dict], targets: dict[str, list[Target]]) -> list
 
 
 # ------------------------------------------------------------------------------------ markdown
-TIMING_COLUMNS = ("parameters", "seconds_per_step", "train_seconds", "final_loss")
+TIMING_COLUMNS = ("parameters", "train_threads", "seconds_per_step", "train_seconds", "final_loss")
 
 
 def _cell(stats: dict[str, float] | None, seeds: int) -> str:
@@ -96,13 +133,28 @@ def markdown_report(result: dict, headline: list[str], out_dir: Path) -> str:
         result["command"],
         "```",
         "",
-        f"Environment: {result['environment']}",
+        f"Environment (of the process that wrote this report): {result['environment']}",
         "",
         "Mean ± standard deviation over seeds.",
         "",
     ]
     lines += markdown_table(result["summary"], headline) + [""]
-    lines += ["Training cost (seconds_per_step: median wall-clock per optimiser step):", ""]
+    for reference in dict.fromkeys(p["reference"] for p in result.get("paired", [])):
+        groups = [p for p in result["paired"] if p["reference"] == reference]
+        lines += [
+            f"Paired by seed: difference from `{reference}` (runs of one seed share the "
+            "initialisation and the data order; mean ± standard deviation of the per-seed "
+            "differences):",
+            "",
+        ]
+        columns = [m for m in headline if any(m in group["metrics"] for group in groups)]
+        lines += markdown_table(groups, columns) + [""]
+    lines += [
+        "Training cost (seconds_per_step: median wall-clock per optimiser step; train_seconds: "
+        "the training call that finished the run, only the part after resuming for a resumed "
+        "run; train_threads: torch's threads during that call):",
+        "",
+    ]
     lines += markdown_table(result["summary"], list(TIMING_COLUMNS)) + [""]
     if result["targets"]:
         lines += [
