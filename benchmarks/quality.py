@@ -13,6 +13,7 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
                image phase (forgetting), with and without replay of text batches
     study      the mnist task over attention kinds (sdpa, qgfd alpha / T / transition, heat) at
                one model size and training budget, several seeds: mean and std, time per step
+    study-patch4  sdpa against QGFD on the same study with 49 tokens per digit instead of 16
 
 Every (eval file, variant, seed) trains one run folder with the library's `Trainer`
 (`<runs>/<task>/<file>/<variant>/seed<k>/`; a finished run with the same config is reused, a
@@ -54,6 +55,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "text": ("text.yaml",),
     "continual": ("continual.yaml",),
     "study": ("study.yaml",),
+    "study-patch4": ("study_patch4.yaml",),
 }
 DEFAULT_OUT, DEFAULT_RUNS, QUICK_FOLDER = Path("docs/quality"), Path("runs/quality"), "quick"
 

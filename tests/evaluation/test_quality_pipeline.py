@@ -202,6 +202,18 @@ def test_quick_study_compares_attention_kinds(run_quick):
     assert "Paired by seed: difference from `sdpa`" in (folder / "results.md").read_text()
 
 
+def test_quick_study_patch4_pairs_qgfd_with_sdpa_on_49_tokens(run_quick):
+    result, folder = run_quick("study-patch4")
+    check_files(result, folder)
+    check_rows(result["rows"], EXPECTED["mnist"][2])
+    assert [(p["variant"], p["reference"]) for p in result["paired"]] == [
+        ("qgfd a=0.3 T=2", "sdpa")
+    ]
+    for row in result["rows"]:
+        saved = json.loads((Path(row["run_dir"]) / "final" / "run_config.json").read_text())
+        assert saved["phases"][0]["adapter_options"]["patch_size"] == 4  # 7 x 7 = 49 tokens
+
+
 def test_attention_effect_reads_trained_study_runs(run_quick, capsys):
     """benchmarks/attention_effect.py on the quick study's runs: QGFD at alpha = 0.3 moves the
     attention output off plain attention; an sdpa run is refused by name."""

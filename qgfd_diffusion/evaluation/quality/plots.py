@@ -10,6 +10,7 @@ import numpy as np
 from .jobs import read_metrics
 
 LOSS_SMOOTHING = 50  # optimiser steps in the moving average of the loss curves
+SETTING_LABELS = {"qgfd_alpha": "alpha", "qgfd_steps": "T"}  # the paper's symbols
 
 
 def write_plots(
@@ -84,7 +85,7 @@ def plot_sweep(
                 yerr=[g["metrics"][metric]["std"] for g in groups],
                 marker="o",
                 capsize=3,
-                label=f"qgfd {other}={value:g} {transition}",
+                label=f"qgfd {SETTING_LABELS[other]}={value:g} {transition}",
             )
         for group in reference:
             ax.axhline(
@@ -93,10 +94,10 @@ def plot_sweep(
                 color="grey" if group["attention"] == "sdpa" else "tab:red",
                 label=group["variant"],
             )
-        ax.set(title=metric, xlabel="alpha" if axis == "qgfd_alpha" else "T (qgfd_steps)")
+        ax.set(title=metric, xlabel=f"{SETTING_LABELS[axis]} ({axis})")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    name = f"quality_vs_{'alpha' if axis == 'qgfd_alpha' else 'T'}.png"
+    name = f"quality_vs_{SETTING_LABELS[axis]}.png"
     fig.savefig(out_dir / name, dpi=100)
     plt.close(fig)
     return name

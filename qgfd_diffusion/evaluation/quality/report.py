@@ -17,6 +17,12 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
+def generated_metrics(headline: list[str]) -> list[str]:
+    """The headline metrics that score generated samples: real_* ones score the real data and
+    are the same for every variant of a seed (nothing to compare or plot across variants)."""
+    return [metric for metric in headline if not metric.startswith("real_")]
+
+
 def mean_and_std(values: list[float]) -> dict[str, float]:
     """Mean and sample standard deviation (n - 1; 0 for one value)."""
     return {

@@ -12,7 +12,13 @@ import torch
 from .evalfile import load_eval_file, with_attention
 from .jobs import make_jobs, run_job
 from .plots import write_plots
-from .report import check_targets, markdown_report, paired_differences, summarise
+from .report import (
+    check_targets,
+    generated_metrics,
+    markdown_report,
+    paired_differences,
+    summarise,
+)
 from .scorers import SCORERS
 
 
@@ -80,10 +86,9 @@ def run_task(
         "rows": rows,
         "summary": summary,
         "targets": check_targets(summary, targets),
-        # real_* metrics score the real data, the same for every variant of a seed
-        "paired": paired_differences(rows, [m for m in headline if not m.startswith("real_")]),
+        "paired": paired_differences(rows, generated_metrics(headline)),
     }
-    result["plots"] = write_plots(rows, summary, headline, out_dir)
+    result["plots"] = write_plots(rows, summary, generated_metrics(headline), out_dir)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2, default=str))
     (out_dir / "results.md").write_text(markdown_report(result, headline, out_dir))
     print(f"[{task}] results: {out_dir / 'results.md'}")
