@@ -154,6 +154,12 @@ class NgramModel:
         )
         return total, len(padded) - start
 
+    def unknown_rate(self, lines: Sequence[str]) -> float:
+        """Fraction of word tokens outside the vocabulary: perplexity scores them all as one
+        <unk> word, so garbled text can look better than it is; read the two together."""
+        tokens = [token for line in _check_lines(lines, "lines") for token in tokenize(line)]
+        return sum(token not in self.vocabulary for token in tokens) / max(len(tokens), 1)
+
     def perplexity(self, lines: Sequence[str]) -> float:
         """exp(- mean log p) over every token and </s> of the lines."""
         lines = _check_lines(lines, "lines")
@@ -176,8 +182,8 @@ def distinct_n(lines: Sequence[str], n: int) -> float:
 
 
 def _text_figures(lines: list[str], model: NgramModel, orders: Sequence[int]) -> dict[str, float]:
-    """Perplexity, distinct-n for each n, and mean tokens per line of one set of lines."""
-    figures = {"perplexity": model.perplexity(lines)}
+    """Perplexity, <unk> rate, distinct-n for each n, and mean tokens per line of one set."""
+    figures = {"perplexity": model.perplexity(lines), "unknown_rate": model.unknown_rate(lines)}
     figures.update({f"distinct_{n}": distinct_n(lines, n) for n in orders})
     figures["mean_tokens"] = sum(len(tokenize(line)) for line in lines) / len(lines)
     return figures
@@ -201,6 +207,7 @@ def text_report(
     grows, so with `match_sizes` both sets are cut to the first min(N_gen, N_real) lines.
 
     Returns {"generated_perplexity", "real_perplexity", "perplexity_ratio" (generated / real),
+    "generated_unknown_rate" / "real_unknown_rate" (tokens outside the model's vocabulary),
     "generated_distinct_k" / "real_distinct_k" per k, "generated_mean_tokens",
     "real_mean_tokens", "lines" (per set), "n", "vocabulary_size"}.
     """

@@ -368,6 +368,13 @@ def test_distinct_n_extremes():
     assert distinct_n(repeated, 1) < 0.02
 
 
+def test_unknown_rate_counts_tokens_outside_the_kept_vocabulary():
+    # fit: "the" x3, "cat" x2, "sat" x1 -> min_count 2 keeps {the, cat} (plus <unk>, </s>)
+    model = NgramModel.fit(["the cat", "the cat sat", "the"], n=2, min_count=2)
+    assert model.unknown_rate(["the cat sat", "dog"]) == pytest.approx(2 / 4)  # sat, dog
+    assert model.unknown_rate(["the the cat"]) == 0.0
+
+
 def test_text_report_matches_sizes_and_reports_both_sets(shakespeare):
     fit_lines, heldout = shakespeare
     generated = ["to be or not to be"] * 100
@@ -378,6 +385,8 @@ def test_text_report_matches_sizes_and_reports_both_sets(shakespeare):
         report["generated_perplexity"] / report["real_perplexity"]
     )
     assert {"generated_mean_tokens", "real_mean_tokens", "vocabulary_size"} <= set(report)
+    assert report["generated_unknown_rate"] == 0.0  # every word of the line is common
+    assert 0 < report["real_unknown_rate"] < 0.5
 
 
 @pytest.mark.parametrize(

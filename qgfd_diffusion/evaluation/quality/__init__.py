@@ -3,7 +3,7 @@
 evalfile  an eval file (configs/eval/*.yaml): variants, seeds, targets, --quick / --set
 jobs      one (eval file, variant, seed) run: train it in its folder, score it into a row
 scorers   the scoring functions by name (`SCORERS`), each with its `eval` settings dataclass
-report    mean and std over seeds, targets met, results.md
+report    mean and std over seeds, paired differences by seed, targets met, results.md
 plots     loss curves and quality against the QGFD settings (matplotlib, optional)
 task      all of a task's eval files end to end: `run_task`
 """
@@ -11,7 +11,14 @@ task      all of a task's eval files end to end: `run_task`
 from .evalfile import EvalFile, Target, Variant, load_eval_file, read_document, with_attention
 from .jobs import Job, make_jobs, read_metrics, run_facts, run_job, train
 from .plots import plot_losses, plot_sweep, write_plots
-from .report import check_targets, markdown_report, markdown_table, summarise
+from .report import (
+    check_targets,
+    generated_metrics,
+    markdown_report,
+    markdown_table,
+    paired_differences,
+    summarise,
+)
 from .scorers import (
     SCORERS,
     DigitsSettings,
@@ -42,10 +49,12 @@ __all__ = [
     "check_targets",
     "environment",
     "generate",
+    "generated_metrics",
     "load_eval_file",
     "make_jobs",
     "markdown_report",
     "markdown_table",
+    "paired_differences",
     "plot_losses",
     "plot_sweep",
     "read_document",

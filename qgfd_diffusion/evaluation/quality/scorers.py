@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from .. import (
     digit_report,
     ml_efficiency,
     text_report,
-    tokenize,
     train_digit_classifier,
 )
 
@@ -240,26 +238,8 @@ def score_text(job: Job) -> dict[str, Any]:
         min_count=settings.min_count,
         distinct_orders=settings.distinct_orders,
     )
-    vocabulary = ngram_vocabulary(fit_lines, settings.min_count)
-    report.update(
-        generated_unknown_rate=unknown_rate(generated, vocabulary),
-        real_unknown_rate=unknown_rate(real, vocabulary),
-    )
     shown = settings.shown_samples
     return {**report, "samples": {"generated": generated[:shown], "real": real[:shown]}}
-
-
-def ngram_vocabulary(lines: list[str], min_count: int) -> set[str]:
-    """The words the n-gram model keeps (seen >= min_count times); the rest map to <unk>."""
-    counts = Counter(token for line in lines for token in tokenize(line))
-    return {word for word, count in counts.items() if count >= min_count}
-
-
-def unknown_rate(lines: list[str], vocabulary: set[str]) -> float:
-    """Fraction of word tokens outside the n-gram vocabulary: perplexity scores them all as one
-    <unk> word, so garbled text can look better than it is; read the two together."""
-    tokens = [token for line in lines for token in tokenize(line)]
-    return sum(token not in vocabulary for token in tokens) / max(len(tokens), 1)
 
 
 @dataclass
