@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from qgfd_diffusion.attention.functional import build_transition, qgfd_attention
 from qgfd_diffusion.attention.kernels import QGFDKernel
 from qgfd_diffusion.attention.transitions import default_scale
+from qgfd_diffusion.sample import generate
 from qgfd_diffusion.sample.run import load_trained_model
 from qgfd_diffusion.train.logs import silence_library_progress_bars
 
@@ -48,7 +49,8 @@ def capture_attention_inputs(run: Path, samples: int, steps: int, modality: str)
         kernel.register_forward_pre_hook(record, with_kwargs=True)
     labels = [i % 10 for i in range(samples)]
     with torch.no_grad():
-        model.sample(
+        generate(
+            model,
             modality,
             samples,
             condition=labels,
@@ -67,25 +69,14 @@ def effect(q, k, v, mask, kernel: QGFDKernel) -> tuple[float, float]:
         q,
         k,
         mask,
-        transition=options["transition"],
-        topk=options["topk"],
-        temperature=options["temperature"],
+        transition=options.transition,
+        topk=options.topk,
+        temperature=options.temperature,
         graph=None,
         scale=default_scale(q.shape[-1]),
     ).dense()  # [B, H, N, N]
     plain = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, N, d]
-    qgfd = qgfd_attention(
-        q,
-        k,
-        v,
-        mask,
-        alpha=kernel.current_alpha(),
-        steps=options["steps"],
-        transition=options["transition"],
-        iteration=options["iteration"],
-        topk=options["topk"],
-        temperature=options["temperature"],
-    )
+    qgfd = qgfd_attention(q, k, v, mask, alpha=kernel.current_alpha(), **options.kernel_kwargs())
     diagonal = P.diagonal(dim1=-2, dim2=-1).mean().item()
     return diagonal, ((qgfd - plain).norm() / plain.norm()).item()
 
@@ -106,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         k, kernel = calls[0][1], calls[0][-1]
         N = k.shape[-2]
         print(
-            f"| {run} | {N} | {kernel.target_alpha} | {kernel.options['steps']} | "
-            f"{kernel.options['transition']} | {statistics.fmean(diagonals):.3f} ({1 / N:.3f}) | "
+            f"| {run} | {N} | {kernel.options.alpha} | {kernel.options.steps} | "
+            f"{kernel.options.transition} | {statistics.fmean(diagonals):.3f} ({1 / N:.3f}) | "
             f"{statistics.fmean(changes):.1%} | {max(changes):.1%} |"
         )
 

@@ -23,15 +23,16 @@ from collections.abc import Callable
 
 import torch
 
+from qgfd_diffusion.latents import LatentBatch, LatentLayout
 from qgfd_diffusion.models import DiffusionConfig, QGFDDiffusionBackbone
 from qgfd_diffusion.sample import make_scheduler, sample_latents
-from qgfd_diffusion.schedules import diffusion_loss, make_training_scheduler, training_target
+from qgfd_diffusion.schedules import DiffusionObjective, NoiseScheduleConfig
 
-MODEL = dict(d_model=128, num_heads=4, num_layers=4, d_ff=512, latent_dim=16)
+MODEL = dict(d_model=128, num_heads=4, num_layers=4, d_ff=512, latent_dim=16, cond_dim=None)
 VARIANTS = {
     "sdpa": dict(attention="sdpa"),
-    "qgfd T=2": dict(attention="qgfd", qgfd_steps=2),
-    "qgfd T=4": dict(attention="qgfd", qgfd_steps=4),
+    "qgfd T=2": dict(attention="qgfd", qgfd={"steps": 2}),
+    "qgfd T=4": dict(attention="qgfd", qgfd={"steps": 4}),
 }
 MIN_SNR_GAMMA = 5.0
 OVERHEAD_TARGET = 0.05
@@ -67,23 +68,22 @@ def interleaved_medians(
 def build(device: torch.device, **overrides) -> QGFDDiffusionBackbone:
     torch.manual_seed(0)  # same weights for every variant
     cfg = DiffusionConfig(**MODEL, **overrides)
-    return QGFDDiffusionBackbone.from_diffusion_config(cfg).to(device)
+    return QGFDDiffusionBackbone(cfg).to(device)
 
 
 def training_step(
     model: QGFDDiffusionBackbone, batch: int, length: int, device: torch.device
 ) -> Callable[[], None]:
     """A closure running one optimisation step on a fixed random batch."""
-    scheduler = make_training_scheduler(model)
+    objective = DiffusionObjective(NoiseScheduleConfig(), MIN_SNR_GAMMA)
     g = torch.Generator(device).manual_seed(0)
     x0 = torch.randn(batch, length, MODEL["latent_dim"], generator=g, device=device)
-    noise = torch.randn(x0.shape, generator=g, device=device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g, device=device)
-    x_t, target = scheduler.add_noise(x0, noise, t), training_target(scheduler, x0, noise, t)
+    latents = LatentBatch(latents=x0, layout=LatentLayout("sequence", (length,)))
+    draws = objective.draw(latents, generator=g)  # one fixed batch of t and noise
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> None:
-        loss = diffusion_loss(model(x_t, t), target, t, scheduler, MIN_SNR_GAMMA)
+        loss = objective.loss(model, latents, draws).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -120,7 +120,7 @@ def bench_sampler(
         device=device,
         generator=torch.Generator(device).manual_seed(0),
     )
-    scheduler = make_scheduler("ddim", model)
+    scheduler = make_scheduler("ddim", NoiseScheduleConfig())
     scheduler.set_timesteps(num_steps, device=device)
     timesteps = scheduler.timesteps.clone()
 

@@ -10,32 +10,35 @@ from .attention import (
     MultiheadAttention,
     QGFDLayer,
     QGFDMultiheadAttention,
+    QGFDOptions,
     make_attention,
     qgfd_attention,
     set_qgfd_step,
     transition_from_networkx,
 )
-from .latents import LatentBatch, LatentLayout
-from .models import (
-    DIFFUSION_PRESETS,
+from .compat import DDPMBetaSchedule, q_sample
+from .compat.modality_models import (
     AudioQGFDDiffusionModel,
-    DiffusionConfig,
     ImageQGFDDiffusionModel,
-    QGFDDiffusionBackbone,
-    SharedQGFDDiffusionModel,
     TabularQGFDDiffusionModel,
     TextQGFDDiffusionModel,
     VideoQGFDDiffusionModel,
     create_qgfd_diffusion_model,
 )
-from .sample import SAMPLING_SCHEDULERS, make_scheduler, sample_latents
+from .latents import LatentBatch, LatentLayout
+from .models import (
+    DIFFUSION_PRESETS,
+    DiffusionConfig,
+    QGFDDiffusionBackbone,
+    SharedQGFDDiffusionModel,
+)
+from .sample import SAMPLING_SCHEDULERS, generate, make_scheduler, sample_latents
 from .schedules import (
-    DDPMBetaSchedule,
+    DiffusionObjective,
+    NoiseScheduleConfig,
     diffusion_loss,
-    make_training_scheduler,
     min_snr_weights,
     predict_x0,
-    q_sample,
     training_target,
 )
 
@@ -56,11 +59,14 @@ __all__ = [
     "AudioQGFDDiffusionModel",
     "DDPMBetaSchedule",
     "DiffusionConfig",
+    "DiffusionObjective",
     "ImageQGFDDiffusionModel",
     "LatentBatch",
     "LatentLayout",
     "ModalityAdapter",
     "MultiheadAttention",
+    "NoiseScheduleConfig",
+    "QGFDOptions",
     "QGFDDiffusionBackbone",
     "QGFDLayer",
     "QGFDMultiheadAttention",
@@ -75,7 +81,7 @@ __all__ = [
     "load_adapter",
     "make_attention",
     "make_scheduler",
-    "make_training_scheduler",
+    "generate",
     "min_snr_weights",
     "predict_x0",
     "q_sample",

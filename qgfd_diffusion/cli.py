@@ -139,11 +139,8 @@ def run_presets(args) -> None:
     from .models.config import DIFFUSION_PRESETS
     from .sample.schedulers import SAMPLING_SCHEDULERS
 
-    for name, cfg in DIFFUSION_PRESETS.items():
-        print(
-            f"preset {name}: d_model={cfg.d_model} layers={cfg.num_layers} heads={cfg.num_heads} "
-            f"latent_dim={cfg.latent_dim}"
-        )
+    for name, sizes in DIFFUSION_PRESETS.items():
+        print(f"preset {name}: " + " ".join(f"{key}={value}" for key, value in sizes.items()))
     print("adapters:", ", ".join(sorted(ADAPTERS)))
     print("samplers:", ", ".join(sorted(SAMPLING_SCHEDULERS)))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -28,9 +28,10 @@ from transformers import (
     Wav2Vec2Model,
 )
 
+from qgfd_diffusion.attention import QGFDMultiheadAttention, QGFDOptions, QGFDState
 from qgfd_diffusion.attention.hf import (
+    HF_QGFD_DEFAULTS,
     MultiHeadQGFDLayer,
-    QGFDSettings,
     QGFDStepCallback,
     qgfd_attention_forward,
     set_qgfd_step,
@@ -238,7 +239,44 @@ def test_alpha_warmup_follows_set_qgfd_step() -> None:
     for step, expected in [(0, 0.0), (50, 0.1), (100, 0.2), (400, 0.2)]:
         set_qgfd_step(model, step)
         for state in states:
-            assert float(state.alpha()) == pytest.approx(expected)
+            assert float(state.current_alpha()) == pytest.approx(expected)
+
+
+def _warmed_up_states(holder: str) -> tuple[nn.Module, list[QGFDState]]:
+    if holder == "kernel":
+        model = QGFDMultiheadAttention(32, 4, alpha=0.2, alpha_mode="warmup", warmup_steps=100)
+    else:
+        model = _wrapped(CASES["bert"], target_alpha=0.2, warmup_steps=100)
+    return model, [m for m in model.modules() if isinstance(m, QGFDState)]
+
+
+@pytest.mark.parametrize("holder", ["kernel", "transformers"])
+def test_warmup_alpha_comes_from_the_one_shared_holder(holder: str) -> None:
+    model, states = _warmed_up_states(holder)
+    assert states and all(type(s).current_alpha is QGFDState.current_alpha for s in states)
+    for step in (0, 1, 37, 100, 2500):
+        assert set_qgfd_step(model, step) == len(states)
+        for state in states:
+            alpha = state.current_alpha()
+            assert isinstance(alpha, Tensor) and alpha.dim() == 0
+            assert float(alpha) == pytest.approx(0.2 * min(1.0, step / 100))
+
+
+def test_seed_spellings_and_defaults_of_the_module_state() -> None:
+    assert MultiHeadQGFDLayer().options == HF_QGFD_DEFAULTS
+    assert HF_QGFD_DEFAULTS == QGFDOptions(alpha=0.02, steps=4, transition="cosine")
+    seed = MultiHeadQGFDLayer(target_alpha=0.5, diffusion_steps=3, temp=0.5, detach_P=True)
+    expected = QGFDOptions(
+        alpha=0.5, steps=3, temperature=0.5, detach_transition=True, transition="cosine"
+    )
+    assert seed.options == expected
+    assert MultiHeadQGFDLayer(expected).options == expected
+    assert MultiHeadQGFDLayer(warmup_steps=10).options.alpha_mode == "warmup"  # seed 003 rule
+    model = _wrapped(CASES["bert"], target_alpha=0.5, warmup_steps=0, diffusion_steps=3, temp=0.5)
+    options = {m.options for m in model.modules() if isinstance(m, MultiHeadQGFDLayer)}
+    assert options == {replace(expected, detach_transition=False)}
+    warm = _wrapped(CASES["bert"])  # the seed default warmup_steps=20000 turns the warm-up on
+    assert {m.options.alpha_mode for m in warm.modules() if isinstance(m, QGFDState)} == {"warmup"}
 
 
 def test_warmup_changes_output_only_through_the_step() -> None:
@@ -261,6 +299,7 @@ def test_step_buffer_round_trips_through_state_dict(tmp_path) -> None:
     state_dict = torch.load(tmp_path / "model.pt")
     step_keys = [k for k in state_dict if k.endswith(".qgfd.step")]
     assert len(step_keys) == 6  # encoder self, decoder self and cross attention, 2 layers each
+    assert [k for k in state_dict if ".qgfd." in k] == step_keys  # the keys of older checkpoints
     restored = _wrapped(case, warmup_steps=100)
     restored.load_state_dict(state_dict)
     assert all(int(m.step) == 37 for m in restored.modules() if isinstance(m, MultiHeadQGFDLayer))
@@ -281,8 +320,8 @@ def test_trainer_callback_sets_the_global_step() -> None:
 @pytest.mark.parametrize("name", [*SEED_MODELS, "llama"])
 def test_registry_implementation_matches_wrapper(name: str) -> None:
     case = CASES[name]
-    defaults = QGFDSettings()  # what a module without a `qgfd` state runs
-    wrapped = _wrapped(case, target_alpha=defaults.target_alpha, warmup_steps=0)
+    defaults = HF_QGFD_DEFAULTS  # what a module without a `qgfd` state runs
+    wrapped = _wrapped(case, target_alpha=defaults.alpha, warmup_steps=0)
     by_name = case.build("qgfd")
     switched = case.build("sdpa")
     switched.set_attn_implementation("qgfd")
@@ -311,15 +350,18 @@ def test_from_pretrained_with_qgfd_implementation(tmp_path) -> None:
         ("target_alpha", -0.1),
         ("target_alpha", 1.5),
         ("transition", "bogus"),
+        ("transition", "graph"),  # a valid QGFDOptions transition that hf cannot run
+        ("alpha_mode", "learnable"),
         ("diffusion_steps", -1),
         ("warmup_steps", 2.5),
         ("temp", 0.0),
         ("topk", 0),
+        ("diffusion_stepz", 2),  # unknown: named
     ],
 )
 def test_bad_setting_raises_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        QGFDSettings(**{field: value})
+        MultiHeadQGFDLayer(**{field: value})
     with pytest.raises(ValueError, match=field):
         _wrapped(CASES["bert"], **{field: value})
 
@@ -382,13 +424,13 @@ def test_cached_decoding_matches_full_pass() -> None:
     full = llama(**inputs).logits
     first = llama(input_ids=ids[:, :5], attention_mask=mask[:, :5], use_cache=True)
     for t in (5, 6):  # one token at a time
-        step = llama(
+        decoded = llama(
             input_ids=ids[:, t : t + 1],
             attention_mask=mask[:, : t + 1],
             past_key_values=first.past_key_values,
             use_cache=True,
         )
-        torch.testing.assert_close(step.logits[:, 0], full[:, t], atol=ATOL, rtol=0)
+        torch.testing.assert_close(decoded.logits[:, 0], full[:, t], atol=ATOL, rtol=0)
 
 
 class _Module(nn.Module):

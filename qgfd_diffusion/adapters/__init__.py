@@ -1,41 +1,73 @@
 """Modality adapters: raw data <-> normalised latent tokens x0 [B,L,C] for the shared denoiser.
 
 The contract and shared machinery live in ``base``; one module per modality registers its
-adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular). Importing this
-package is light: transformers models, torchaudio, soundfile and av load only when used.
+adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular). Each adapter
+class declares everything about its modality (``modality``, ``condition_kind``, ``collate``,
+``writer``); ``modalities``, ``collate_for`` and ``writer_for`` derive the per-modality tables
+from the registry. Importing this package registers every adapter and is light: transformers
+models, torchaudio, soundfile and av load only when used.
 """
 
-from .audio import AudioAdapter, AudioAdapterConfig, load_audio, resample, save_audio
+from .audio import (
+    AudioAdapter,
+    AudioAdapterConfig,
+    collate_audio,
+    load_audio,
+    resample,
+    save_audio,
+    write_audio,
+)
 from .base import (
-    ADAPTERS,
     AdapterConfig,
     EncoderAdapterConfig,
     ModalityAdapter,
     PretrainedEncoderAdapter,
     adapter_spec,
     build_adapter,
-    get_adapter_class,
     load_adapter,
-    register_adapter,
 )
+from .files import WriteOptions
 from .image import (
     PatchImageAdapter,
     PatchImageConfig,
     ViTImageAdapter,
     ViTImageConfig,
+    collate_image,
     patchify,
     unpatchify,
+    write_images,
 )
-from .tabular import TabularAdapter, TabularAdapterConfig
-from .text import TextAdapter, TextAdapterConfig
+from .registry import (
+    ADAPTERS,
+    CONDITION_KINDS,
+    ConditionKind,
+    adapter_classes,
+    collate_for,
+    get_adapter_class,
+    modalities,
+    register_adapter,
+    unregister_adapter,
+    writer_for,
+)
+from .tabular import TabularAdapter, TabularAdapterConfig, collate_tabular, write_tabular
+from .text import TextAdapter, TextAdapterConfig, collate_text, write_text
 from .tiny import TINY_ENCODERS, build_tiny_encoder
-from .video import VideoAdapter, VideoAdapterConfig, read_video_frames, write_video
+from .video import (
+    VideoAdapter,
+    VideoAdapterConfig,
+    collate_video,
+    read_video_frames,
+    write_video,
+    write_videos,
+)
 
 __all__ = [
     "ADAPTERS",
     "AdapterConfig",
     "AudioAdapter",
     "AudioAdapterConfig",
+    "CONDITION_KINDS",
+    "ConditionKind",
     "EncoderAdapterConfig",
     "ModalityAdapter",
     "PatchImageAdapter",
@@ -50,17 +82,33 @@ __all__ = [
     "VideoAdapterConfig",
     "ViTImageAdapter",
     "ViTImageConfig",
+    "WriteOptions",
+    "adapter_classes",
     "adapter_spec",
     "build_adapter",
     "build_tiny_encoder",
+    "collate_audio",
+    "collate_for",
+    "collate_image",
+    "collate_tabular",
+    "collate_text",
+    "collate_video",
     "get_adapter_class",
     "load_adapter",
     "load_audio",
+    "modalities",
     "patchify",
     "read_video_frames",
     "register_adapter",
     "resample",
     "save_audio",
     "unpatchify",
+    "unregister_adapter",
+    "write_audio",
+    "write_images",
+    "write_tabular",
+    "write_text",
     "write_video",
+    "write_videos",
+    "writer_for",
 ]

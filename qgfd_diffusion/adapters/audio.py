@@ -12,6 +12,11 @@ Decoding is a per-frame MLP z [C] -> S samples, fitted by MSE against the wavefo
 ``fit_decoder``. Be honest about it: it regresses each frame's samples independently, so it
 keeps loudness and coarse spectral shape but blurs phase; it is a smoke-test / inspection
 decoder, not a vocoder. Decoded audio is at the encoder's sampling rate.
+
+Modality "audio", no condition. ``collate_audio`` turns the data layer's examples
+``{"audio": [T], "sampling_rate"}`` into ``{"waveforms", "sampling_rate"}``; ``write_audio``
+writes decoded waveforms [T] in [-1,1] (clipped; NaN -> 0) to ``audio/sample_000.wav``, ...
+(16-bit PCM, deterministic bytes).
 """
 
 from __future__ import annotations
@@ -30,17 +35,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
-from .base import (
-    EncoderAdapterConfig,
-    PretrainedEncoderAdapter,
-    check_file,
-    mlp_head,
-    register_adapter,
-)
+from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
+from .files import WriteOptions, check_nonempty, sample_path
+from .helpers import check_file, mlp_head
+from .registry import register_adapter
 
 AudioBatch = Tensor | Sequence[Any] | Mapping[str, Any]
 _AUDIO_KEYS = ("waveforms", "sampling_rate")
 _MODEL_INPUT_KEYS = ("input_values", "input_features")
+WAV_SUBTYPE = "PCM_16"
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
@@ -71,6 +74,52 @@ def resample(waveform: Tensor, orig_rate: int, new_rate: int) -> Tensor:
     return torchaudio_resample(waveform, orig_rate, new_rate)
 
 
+def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """-> {"waveforms": list of float32 [T] arrays (lengths may differ), "sampling_rate": int}
+    (the audio adapter's batch keys)."""
+    rates = {int(example["sampling_rate"]) for example in examples}
+    if len(rates) != 1:
+        raise ValueError(f"one batch mixes sampling rates {sorted(rates)}; resample first")
+    return {
+        "waveforms": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
+        "sampling_rate": rates.pop(),
+    }
+
+
+def _waveform(sample: Any, index: int) -> np.ndarray:
+    """One waveform (tensor or array) [T] -> float32 numpy in [-1,1] (clipped; NaN -> 0)."""
+    if isinstance(sample, Tensor):
+        sample = sample.detach().cpu().float().numpy()
+    if not isinstance(sample, np.ndarray) or sample.ndim != 1:
+        shape = sample.shape if isinstance(sample, np.ndarray) else type(sample).__name__
+        raise ValueError(f"audio sample {index} must be a 1-D waveform [T], got {shape}")
+    return np.clip(np.nan_to_num(sample.astype(np.float32), nan=0.0), -1.0, 1.0)
+
+
+def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
+    """Waveforms (list of [T], or [B,T]) -> audio/sample_000.wav, ... at options.sampling_rate."""
+    import soundfile as sf
+
+    rate = options.sampling_rate
+    if not isinstance(rate, int) or rate < 1:
+        raise ValueError(
+            f"audio needs sampling_rate, a positive int (the adapter's encoder_rate), got {rate!r}"
+        )
+    if isinstance(decoded, Tensor) and decoded.ndim == 2:
+        decoded = list(decoded)  # [B,T] -> B waveforms [T]
+    if not isinstance(decoded, Sequence):
+        raise ValueError(
+            f"audio samples must be a list of 1-D waveforms, got {type(decoded).__name__}"
+        )
+    check_nonempty(len(decoded), "audio")
+    files = []
+    for i, sample in enumerate(decoded):
+        path = sample_path(out_dir / "audio", i, ".wav")
+        sf.write(path, _waveform(sample, i), rate, subtype=WAV_SUBTYPE, format="WAV")
+        files.append(path)
+    return files
+
+
 @dataclass(kw_only=True)
 class AudioAdapterConfig(EncoderAdapterConfig):
     """sampling_rate: rate of in-memory inputs (None: already at the encoder's rate; files
@@ -84,6 +133,10 @@ class AudioAdapterConfig(EncoderAdapterConfig):
 class AudioAdapter(PretrainedEncoderAdapter):
     """Frame features of a frozen audio encoder; an optional frame-to-waveform head."""
 
+    modality = "audio"
+    condition_kind = None
+    collate = staticmethod(collate_audio)
+    writer = staticmethod(write_audio)
     config_class = AudioAdapterConfig
 
     def __init__(self, config: AudioAdapterConfig):

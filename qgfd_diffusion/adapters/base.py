@@ -13,6 +13,11 @@ the diffusion loss collapses (the loss falls by shrinking the latents). Decoders
 way, x0 -> z -> raw, and are separate heads fitted with a reconstruction loss (``fit_decoder``),
 never by the diffusion loss.
 
+Modality: each adapter class declares everything about its modality at class level (``modality``,
+``condition_kind``, ``collate``, ``writer``) and registers by name; the data layer's collation
+and the sample writers are derived from that registry (``registry``). Small helpers shared by the
+adapters live in ``helpers``, what the writers share in ``files``.
+
 Serialisation: ``save_pretrained(dir)`` writes ``adapter_config.json`` (registry name + the
 config dataclass) and ``adapter.safetensors`` (buffers and decoder heads); pretrained encoders go
 into sub-folders through their own ``save_pretrained`` so a saved adapter loads offline.
@@ -24,16 +29,20 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..latents import LatentBatch
+from .helpers import check_file, freeze, label_condition, resolve_source, seeded_orthogonal
+from .registry import ADAPTERS as ADAPTERS  # re-exported for older imports from .base
+from .registry import Collate, ConditionKind, Writer, get_adapter_class
+from .registry import register_adapter as register_adapter  # re-exported as well
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -113,87 +122,7 @@ class EncoderAdapterConfig(AdapterConfig):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry
-
-ADAPTERS: dict[str, type[ModalityAdapter]] = {}
-A = TypeVar("A", bound="type[ModalityAdapter]")
-
-
-def register_adapter(name: str) -> Callable[[A], A]:
-    """Class decorator: make an adapter loadable by ``name`` (saved in its config JSON)."""
-
-    def wrap(cls: A) -> A:
-        if name in ADAPTERS and ADAPTERS[name] is not cls:
-            raise ValueError(f"adapter name {name!r} is already registered to {ADAPTERS[name]}")
-        cls.name = name
-        ADAPTERS[name] = cls
-        return cls
-
-    return wrap
-
-
-def get_adapter_class(name: str) -> type[ModalityAdapter]:
-    if name not in ADAPTERS:
-        raise ValueError(f"unknown adapter {name!r}; allowed: {sorted(ADAPTERS)}")
-    return ADAPTERS[name]
-
-
-# ---------------------------------------------------------------------------------------------
-# Small shared helpers
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Freeze ``module`` in place: no parameter requires grad, eval mode (no dropout)."""
-    module.requires_grad_(False)
-    return module.eval()
-
-
-def resolve_source(name_or_path: str | os.PathLike) -> str:
-    """Check that a local-looking path exists; hub ids pass through unchanged."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    looks_local = path.is_absolute() or text.startswith((".", "~"))  # hub ids are "org/name"
-    if looks_local and not path.exists():
-        raise FileNotFoundError(f"encoder folder {text!r} does not exist")
-    return str(path) if path.exists() else text
-
-
-def check_file(path: str | os.PathLike, what: str = "file") -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
-    return path
-
-
-def label_condition(labels: Tensor | Sequence[int], num_classes: int) -> tuple[Tensor, Tensor]:
-    """Class labels -> fixed one-hot condition tokens [B,1,K] and mask [B,1].
-
-    A label describes the sample, it is not the sample, so conditioning on it leaks nothing.
-    """
-    if num_classes < 1:
-        raise ValueError("labels were given but the adapter has num_classes=0")
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)  # [B]
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.tolist()}")
-    one_hot = nn.functional.one_hot(labels, num_classes).float()[:, None, :]  # [B,1,K]
-    return one_hot, torch.ones(labels.shape[0], 1, dtype=torch.bool)
-
-
-def mlp_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """Per-token decoder head z [..., C] -> [..., out_dim], fitted by reconstruction only."""
-    return nn.Sequential(
-        nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
-    )
-
-
-def seeded_orthogonal(rows: int, cols: int, seed: int) -> Tensor:
-    """A fixed [rows, cols] matrix with orthonormal columns (cols <= rows), from ``seed``."""
-    if cols > rows:
-        raise ValueError(f"an orthogonal projection cannot widen: {rows} -> {cols}")
-    gen = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(rows, rows, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))[None, :]  # unique QR: Haar-distributed q
-    return q[:, :cols].float()
+# Latent statistics
 
 
 class _MomentAccumulator:
@@ -225,14 +154,19 @@ class _MomentAccumulator:
 class ModalityAdapter(nn.Module, ABC):
     """Raw batches of one modality <-> normalised latents x0 [B,L,C] (``LatentBatch``).
 
-    Subclasses implement ``encode_features`` (raw -> un-normalised z, no gradients needed) and,
-    where the modality allows, ``decode_features`` (z -> raw) and ``can_decode``. Trainable
-    decoder heads implement ``decoder_parameters`` / ``_decoder_example`` / ``_decoder_loss``
-    and are fitted by ``fit_decoder``. Everything else (normalisation, statistics, frozen
-    modules, saving, loading, the fitting loop) lives here once.
+    Subclasses declare their modality at class level (``modality``, ``condition_kind``,
+    ``collate``, ``writer``; see ``registry``), implement ``encode_features`` (raw -> un-normalised
+    z, no gradients needed) and, where the modality allows, ``decode_features`` (z -> raw) and
+    ``can_decode``. Trainable decoder heads implement ``decoder_parameters`` /
+    ``_decoder_example`` / ``_decoder_loss`` and are fitted by ``fit_decoder``. Everything else
+    (normalisation, statistics, frozen modules, saving, loading, the fitting loop) lives here once.
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # registry name, set by ``register_adapter``
+    modality: ClassVar[str] = ""  # data modality: text, image, audio, video, tabular, ...
+    condition_kind: ClassVar[ConditionKind | None] = None  # what ``encode_condition`` takes
+    collate: ClassVar[Collate | None] = None  # staticmethod: raw examples -> raw batch
+    writer: ClassVar[Writer | None] = None  # staticmethod: decoded samples -> files
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
 
     def __init__(self, config: AdapterConfig):
@@ -284,6 +218,15 @@ class ModalityAdapter(nn.Module, ABC):
         return self
 
     # -- encode / decode ----------------------------------------------------------------------
+
+    def prepare_batch(self, raw: Any) -> Any:
+        """The data layer's raw batch (``collate``'s output) -> what ``encode`` takes.
+
+        Class labels are dropped where the adapter takes none (``condition_dim`` is None).
+        """
+        if isinstance(raw, dict) and "labels" in raw and self.condition_dim is None:
+            return {key: value for key, value in raw.items() if key != "labels"}
+        return raw
 
     @abstractmethod
     def encode_features(self, batch: Any) -> LatentBatch:

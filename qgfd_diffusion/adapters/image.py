@@ -15,32 +15,46 @@ exact for any value range ([0,1] or [-1,1]); C = K_img*p*p.
 frozen encoder; latents are the patch tokens (CLS / distillation / register tokens dropped),
 layout ``grid`` (h, w). Decoding needs the pixel head (an MLP per token -> its ph*pw patch,
 fitted by MSE with ``fit_decoder``): a blurry but honest inverse, outputs clamped to [0,1].
+
+Both adapters are modality "image" with ``condition_kind`` "label" and share one collation and
+one writer: ``collate_image`` turns the data layer's examples ``{"image": [K_img,H,W], "label"}``
+into ``{"images", "labels"}``; ``write_images`` writes decoded images [B,K_img,H,W] in [0,1] to
+``samples.png`` (grid) and ``images/sample_000.png``, ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
-from .base import (
-    AdapterConfig,
-    EncoderAdapterConfig,
-    ModalityAdapter,
-    PretrainedEncoderAdapter,
-    label_condition,
-    mlp_head,
-    register_adapter,
+from .base import AdapterConfig, EncoderAdapterConfig, ModalityAdapter, PretrainedEncoderAdapter
+from .files import (
+    GRID_NAME,
+    UINT8_MAX,
+    WriteOptions,
+    check_pixels,
+    pil_image,
+    sample_path,
+    save_grid,
+    save_png,
+    to_uint8,
 )
+from .helpers import label_condition, mlp_head
+from .registry import register_adapter
 
 ImageBatch = Tensor | Mapping[str, Any]
-UINT8_MAX = 255.0
+NO_LABEL = -1  # the data layer's label of an unlabelled image
+IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+IMAGE_DIMS = ("B", "K_img", "H", "W")
 
 
 def patchify(images: Tensor, patch: tuple[int, int]) -> Tensor:
@@ -123,6 +137,23 @@ def _height_width(size: Any) -> tuple[int, int] | None:
     return (int(edge), int(edge)) if edge else None
 
 
+def collate_image(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """-> {"images": float32 [B, K_img, H, W] in [0, 1], "labels": int64 [B]} (the image
+    adapters' batch keys; label -1 = unlabelled)."""
+    pixels = np.stack([np.asarray(example["image"], dtype=np.float32) for example in examples])
+    labels = [int(example.get("label", NO_LABEL)) for example in examples]
+    return {"images": torch.from_numpy(pixels), "labels": torch.tensor(labels)}
+
+
+def write_images(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
+    """Images [B, K_img, H, W] in [0,1] -> samples.png (grid), images/sample_000.png, ..."""
+    pixels = to_uint8(check_pixels(decoded, "image", IMAGE_DIMS, IMAGE_CHANNELS))
+    files = [save_grid(pixels, out_dir / GRID_NAME, options.nrow)]
+    for i, image in enumerate(pixels):
+        files.append(save_png(pil_image(image), sample_path(out_dir / "images", i, ".png")))
+    return files
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -149,6 +180,10 @@ class PatchImageConfig(AdapterConfig):
 class PatchImageAdapter(ModalityAdapter):
     """DiT-style pixel patches: exact encode/decode, no encoder, nothing trainable."""
 
+    modality = "image"
+    condition_kind = "label"
+    collate = staticmethod(collate_image)
+    writer = staticmethod(write_images)
     config_class = PatchImageConfig
 
     def __init__(self, config: PatchImageConfig):
@@ -193,6 +228,10 @@ class ViTImageConfig(EncoderAdapterConfig):
 class ViTImageAdapter(PretrainedEncoderAdapter):
     """Patch tokens of a frozen ViT (or any transformers image encoder) + a pixel head."""
 
+    modality = "image"
+    condition_kind = "label"
+    collate = staticmethod(collate_image)
+    writer = staticmethod(write_images)
     config_class = ViTImageConfig
 
     def __init__(self, config: ViTImageConfig):

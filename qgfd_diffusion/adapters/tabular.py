@@ -12,12 +12,17 @@ Everything is fixed after ``fit`` (no trainable parameter anywhere):
                K <= C, seeded random unit vectors otherwise). Decode: argmax_k <token, code_k>.
 Tokens are ordered numeric columns first, then categorical, as listed in the config.
 Tables: a pandas DataFrame or a dict {column: array / tensor / list}.
+
+Modality "tabular", no condition. ``collate_tabular`` turns the data layer's examples (one row
+``{column: value}`` each) into a DataFrame; ``write_tabular`` writes a decoded DataFrame to
+``samples.csv`` (floats in one fixed format, so the bytes are reproducible).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -25,10 +30,15 @@ import torch
 from torch import Tensor
 
 from ..latents import LatentBatch, LatentLayout
-from .base import AdapterConfig, ModalityAdapter, register_adapter, seeded_orthogonal
+from .base import AdapterConfig, ModalityAdapter
+from .files import WriteOptions, check_nonempty
+from .helpers import seeded_orthogonal
+from .registry import register_adapter
 
 NumericTransform = Literal["standard", "quantile"]
 Table = Any  # pandas.DataFrame | Mapping[str, array-like]
+TABLE_NAME = "samples.csv"
+CSV_FLOAT_FORMAT = "%.8g"
 
 
 @dataclass(kw_only=True)
@@ -93,10 +103,37 @@ def _sorted_unique(values: np.ndarray) -> list[Any]:
         return sorted(unique, key=str)
 
 
+def collate_tabular(examples: list[dict[str, Any]]) -> Any:
+    """-> pandas DataFrame, one row per example, columns in dataset order."""
+    import pandas
+
+    return pandas.DataFrame.from_records(examples)
+
+
+def write_tabular(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
+    """A decoded DataFrame -> samples.csv (no index, floats as CSV_FLOAT_FORMAT, UTF-8)."""
+    import pandas as pd
+
+    if not isinstance(decoded, pd.DataFrame):
+        raise ValueError(
+            f"tabular samples must be a pandas DataFrame, got {type(decoded).__name__}"
+        )
+    check_nonempty(len(decoded), "tabular")
+    path = out_dir / TABLE_NAME
+    decoded.to_csv(
+        path, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n", encoding="utf-8"
+    )
+    return [path]
+
+
 @register_adapter("tabular")
 class TabularAdapter(ModalityAdapter):
     """One token of width C per column; fixed codes, exact inverse."""
 
+    modality = "tabular"
+    condition_kind = None
+    collate = staticmethod(collate_tabular)
+    writer = staticmethod(write_tabular)
     config_class = TabularAdapterConfig
 
     def __init__(self, config: TabularAdapterConfig):

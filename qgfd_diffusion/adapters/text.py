@@ -17,14 +17,19 @@ Decoding, ``TextAdapterConfig.decoder``:
   ``auto``     ``seq2seq`` when the checkpoint has a decoder, else ``rounding``.
   ``none``     no decoding.
 
-Conditioning: pass ``{"text": [...], "prompt": [...]}``; the prompts are encoded separately into
-condition tokens. The sequence being denoised never feeds its own condition (no target leakage).
+Conditioning (``condition_kind`` "prompt"): pass ``{"text": [...], "prompt": [...]}``; the
+prompts are encoded separately into condition tokens. The sequence being denoised never feeds
+its own condition (no target leakage).
+
+Data and files: ``collate_text`` turns the data layer's examples ``{"text": str}`` into a list of
+strings; ``write_text`` writes decoded texts to ``samples.txt``, one sample a line (UTF-8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -32,7 +37,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
-from .base import EncoderAdapterConfig, PretrainedEncoderAdapter, register_adapter
+from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
+from .files import WriteOptions, check_nonempty
+from .registry import register_adapter
 
 TextBatch = str | Sequence[str] | Mapping[str, Sequence[str]]
 TextDecoder = Literal["auto", "seq2seq", "rounding", "none"]
@@ -40,6 +47,7 @@ TextDecoder = Literal["auto", "seq2seq", "rounding", "none"]
 # Encoder-only classes of T5-family checkpoints (never AutoModel, which adds a random decoder).
 _T5_ENCODER_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 _TEXT_KEYS = ("text", "prompt")
+TEXT_NAME = "samples.txt"
 
 
 @dataclass(kw_only=True)
@@ -73,10 +81,34 @@ def split_text_batch(batch: TextBatch) -> tuple[list[str], list[str] | None]:
     return texts, prompts
 
 
+def collate_text(examples: list[dict[str, Any]]) -> list[str]:
+    return [example["text"] for example in examples]
+
+
+def write_text(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
+    """Decoded texts (list of str) -> ``samples.txt``, one sample a line (newlines -> spaces)."""
+    if isinstance(decoded, str) or not isinstance(decoded, Sequence):
+        raise ValueError(f"text samples must be a list of str, got {type(decoded).__name__}")
+    check_nonempty(len(decoded), "text")
+    lines = []
+    for i, sample in enumerate(decoded):
+        if not isinstance(sample, str):
+            raise ValueError(f"text sample {i} must be a str, got {type(sample).__name__}")
+        lines.append(" ".join(sample.splitlines()))  # one sample per line
+    path = out_dir / TEXT_NAME
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return [path]
+
+
 @register_adapter("text")
 class TextAdapter(PretrainedEncoderAdapter):
     """Frozen text encoder states as latents; rounding head or seq2seq decoder to go back."""
 
+    modality = "text"
+    condition_kind = "prompt"
+    collate = staticmethod(collate_text)
+    writer = staticmethod(write_text)
     config_class = TextAdapterConfig
 
     def __init__(self, config: TextAdapterConfig):

@@ -9,6 +9,12 @@ pixels, ``ViTImageAdapter`` for frozen features) encodes the B*T frames; latents
 [B, T*N, C], frame-major, layout ``video`` (T, h, w), so the backbone adds temporal positions.
 The video adapter keeps its own latent statistics; decoding runs the image adapter's decoder per
 frame. ``read_video_frames`` / ``write_video`` use PyAV (imported lazily).
+
+Modality "video", ``condition_kind`` "label". ``collate_video`` stacks the data layer's examples
+``{"video": [T,K_img,H,W]}``; ``write_videos`` writes decoded videos [B,T,K_img,H,W] in [0,1] to
+``samples.png`` (grid of first frames, the image writer's grid) and ``video/sample_000.gif``, ...
+Samples go to GIF rather than ``write_video``: a lossy codec's output is not guaranteed
+byte-stable and needs 3-channel frames with even sizes.
 """
 
 from __future__ import annotations
@@ -19,26 +25,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
-from .base import (
-    AdapterConfig,
-    ModalityAdapter,
-    adapter_spec,
-    build_adapter,
-    check_file,
-    label_condition,
-    load_adapter,
-    register_adapter,
+from .base import AdapterConfig, ModalityAdapter, adapter_spec, build_adapter, load_adapter
+from .files import (
+    GRID_NAME,
+    UINT8_MAX,
+    WriteOptions,
+    check_pixels,
+    pil_image,
+    sample_path,
+    save_grid,
+    to_uint8,
 )
-from .image import UINT8_MAX, split_pixel_batch
+from .helpers import check_file, label_condition
+from .image import split_pixel_batch
+from .registry import register_adapter
 
 VideoBatch = Tensor | Mapping[str, Any]
 _IMAGE_FOLDER = "image_adapter"
+GIF_FRAME_MS = 100  # 10 frames per second; GIF stores whole centiseconds
+VIDEO_CHANNELS = (1, 3)  # GIF has no alpha channel worth writing
+VIDEO_DIMS = ("B", "T", "K_img", "H", "W")
 
 
 def read_video_frames(
@@ -82,6 +95,42 @@ def write_video(path: str | os.PathLike, video: Tensor, fps: int = 8, codec: str
     return path
 
 
+def collate_video(examples: list[dict[str, Any]]) -> Tensor:
+    """-> float32 [B, T, K_img, H, W]."""
+    return torch.from_numpy(np.stack([np.asarray(e["video"], dtype=np.float32) for e in examples]))
+
+
+def save_gif(frames: Tensor, path: Path) -> Path:
+    """uint8 frames [T, K_img, H, W] -> looping GIF, GIF_FRAME_MS per frame.
+
+    Pillow merges a frame identical to the one before it into a longer frame, so the file can
+    hold fewer than T frames while playing for the same time.
+    """
+    images = [pil_image(frame) for frame in frames]
+    images[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=GIF_FRAME_MS,
+        loop=0,
+        optimize=False,
+    )
+    return path
+
+
+def write_videos(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
+    """Videos [B, T, K_img, H, W] in [0,1] -> samples.png (first frames), video/*.gif."""
+    videos = check_pixels(decoded, "video", VIDEO_DIMS, VIDEO_CHANNELS)
+    if videos.shape[1] == 0:
+        raise ValueError("video samples need at least one frame (dim T), got 0")
+    pixels = to_uint8(videos)  # [B,T,K,H,W]
+    files = [save_grid(pixels[:, 0], out_dir / GRID_NAME, options.nrow)]
+    for i, frames in enumerate(pixels):
+        files.append(save_gif(frames, sample_path(out_dir / "video", i, ".gif")))
+    return files
+
+
 def split_video_batch(batch: VideoBatch) -> tuple[Tensor, Tensor | None]:
     """A video batch -> (float videos [B,T,K_img,H,W], labels [B] or None)."""
     return split_pixel_batch(batch, "videos", "B, T, channels, H, W")
@@ -100,6 +149,10 @@ class VideoAdapterConfig(AdapterConfig):
 class VideoAdapter(ModalityAdapter):
     """Frames through an image adapter; latents [B, T*N, C] with layout video (T, h, w)."""
 
+    modality = "video"
+    condition_kind = "label"
+    collate = staticmethod(collate_video)
+    writer = staticmethod(write_videos)
     config_class = VideoAdapterConfig
 
     def __init__(self, config: VideoAdapterConfig, image_adapter: ModalityAdapter | None = None):

@@ -1,4 +1,4 @@
-"""QGFD attention: the functional kernel, its transitions, modules and integrations."""
+"""QGFD attention: the functional kernel, its transitions, options, modules and integrations."""
 
 from .functional import build_transition, diffuse_values, qgfd_attention
 from .kernels import (
@@ -9,16 +9,17 @@ from .kernels import (
     QGFDKernel,
     SDPAKernel,
     make_attention_kernel,
-    set_qgfd_step,
 )
 from .layer import QGFDLayer, transition_from_networkx
 from .multihead import MultiheadAttention, QGFDMultiheadAttention, make_attention
+from .options import SEED_ALIASES, QGFDOptions, canonical_qgfd_keys, qgfd_options
 from .reference import naive_qgfd_attention
+from .state import QGFDState, set_qgfd_step
 
 # The transformers integration imports transformers; load it on first use only.
 _HF_NAMES = (
+    "HF_QGFD_DEFAULTS",
     "MultiHeadQGFDLayer",
-    "QGFDSettings",
     "QGFDStepCallback",
     "register_qgfd_attention",
     "wrap_model_with_qgfd",
@@ -43,13 +44,18 @@ __all__ = [
     "QGFDKernel",
     "QGFDLayer",
     "QGFDMultiheadAttention",
+    "QGFDOptions",
+    "QGFDState",
     "SDPAKernel",
+    "SEED_ALIASES",
     "build_transition",
+    "canonical_qgfd_keys",
     "diffuse_values",
     "make_attention",
     "make_attention_kernel",
     "naive_qgfd_attention",
     "qgfd_attention",
+    "qgfd_options",
     "set_qgfd_step",
     "transition_from_networkx",
 ]

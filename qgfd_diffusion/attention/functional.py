@@ -19,14 +19,13 @@ fused attention call itself: T + 1 fused calls, O(N dv) memory, no N x N tensor.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import check_choice
 from .masks import key_mask, transition_mask
+from .options import IterationKind, PathKind, TransitionKind
 from .transitions import (
     DenseTransition,
     GraphTransition,
@@ -36,10 +35,6 @@ from .transitions import (
     Transition,
     default_scale,
 )
-
-TransitionKind = Literal["keys", "cosine", "attention", "graph", "linear"]
-IterationKind = Literal["ppr", "power"]
-PathKind = Literal["auto", "fused", "materialized"]
 
 # The materialised path builds one [B, H, N, N] P and reuses it for every step: (T + 3) / 2
 # attention-equivalents instead of T + 1 in FLOPs, but unfused. Measured on CPU
@@ -165,8 +160,8 @@ def diffuse_values(
         return torch.linalg.solve(eye - a * P_dense, teleport)
     if iteration == "power":  # P^T V by T products, then one mix
         return _add_scaled(teleport, a, _iterate(P.matmul, V, steps, early_stop_eps))
-    ppr_step = lambda W_t: _add_scaled(teleport, a, P.matmul(W_t))
-    return _iterate(ppr_step, V, steps, early_stop_eps)
+    ppr_update = lambda W_t: _add_scaled(teleport, a, P.matmul(W_t))
+    return _iterate(ppr_update, V, steps, early_stop_eps)
 
 
 def _add_scaled(x: Tensor, a: float | Tensor, y: Tensor) -> Tensor:
@@ -176,10 +171,11 @@ def _add_scaled(x: Tensor, a: float | Tensor, y: Tensor) -> Tensor:
     return torch.add(x, y, alpha=a)
 
 
-def _iterate(step, X0: Tensor, steps: int, early_stop_eps: float | None) -> Tensor:
+def _iterate(update, X0: Tensor, steps: int, early_stop_eps: float | None) -> Tensor:
+    """X_T = update^T(X_0), T = ``steps``, stopping early once max |X_{t+1} - X_t| < eps."""
     X = X0
     for _ in range(steps):
-        X_next = step(X)
+        X_next = update(X)
         converged = early_stop_eps is not None and _max_change(X_next, X) < early_stop_eps
         X = X_next
         if converged:

@@ -12,9 +12,10 @@ hands over the same boolean masks it would give SDPA.
 
 Seed-003 API on top (DESIGN.md section 2):
 
-* :class:`MultiHeadQGFDLayer`: the QGFD state attached to one attention module as
-  ``module.qgfd``: its :class:`QGFDSettings` and a ``step`` buffer (the training step) from
-  which the warm-up alpha(step) = target_alpha * min(1, step / warmup_steps) is read.
+* :class:`MultiHeadQGFDLayer`: the QGFD state (a ``QGFDState``) attached to one attention
+  module as ``module.qgfd``: its ``QGFDOptions`` (seed 003's defaults: ``HF_QGFD_DEFAULTS``)
+  and a ``step`` buffer (the training step) from which the warm-up
+  alpha(step) = alpha * min(1, step / warmup_steps) is read.
 * :func:`wrap_model_with_qgfd`: attaches one state per attention module and switches the model
   to ``"qgfd"``. :func:`set_qgfd_step` (or :class:`QGFDStepCallback` in a ``Trainer``) moves
   the step; ``forward`` never mutates it (DESIGN.md section 7).
@@ -49,8 +50,8 @@ import functools
 import inspect
 import warnings
 from collections import Counter
-from dataclasses import dataclass, fields, replace
-from typing import Literal, get_args
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,83 +60,55 @@ from transformers import AttentionInterface, AttentionMaskInterface, TrainerCall
 from transformers.integrations.sdpa_attention import create_position_bias_mask, repeat_kv
 from transformers.masking_utils import sdpa_mask
 
-from ..checks import check_int
+from ..checks import check_choice
 from .functional import qgfd_attention
-from .kernels import set_qgfd_step, warmup_alpha
+from .options import SEED_ALIASES, QGFDOptions, qgfd_options
+from .state import QGFDState, set_qgfd_step
 
 QGFD_ATTN_IMPLEMENTATION = "qgfd"
 HFTransition = Literal["keys", "cosine"]
+HFAlphaMode = Literal["fixed", "warmup"]
 # Source marker of an attention module that dispatches through the registry (transformers'
 # own `_can_set_attn_implementation` uses the same heuristic).
 _REGISTRY_MARKER = "ALL_ATTENTION_FUNCTIONS"
 
 
-@dataclass(frozen=True)
-class QGFDSettings:
-    """QGFD settings of one attention module (seed 003 names).
+# Seed 003's defaults for transformers models: the cosine transition, T = 4, a small alpha.
+HF_QGFD_DEFAULTS = QGFDOptions(alpha=0.02, steps=4, transition="cosine")
 
-    diffusion_steps: T >= 0. target_alpha: a in [0, 1] after warm-up. warmup_steps: linear
-    warm-up length in training steps, 0 = none. detach_P: build P from detached keys.
-    temp: temperature tau of the ``cosine`` transition. transition: ``cosine`` (seed 003) or
-    ``keys``. topk: keep the k largest entries of each row of P (None = all).
+
+class MultiHeadQGFDLayer(QGFDState):
+    """Per-module QGFD state (``QGFDState``): options plus the training step of the warm-up.
+
+    ``MultiHeadQGFDLayer(options=None, **overrides)``: ``overrides`` are ``QGFDOptions`` fields
+    or seed spellings (``diffusion_steps``, ``target_alpha``, ``temp``, ``detach_P``) over
+    ``options`` (default ``HF_QGFD_DEFAULTS``); see :func:`hf_qgfd_options`. Attached as
+    ``attention_module.qgfd``; its ``step`` buffer is saved in the state dict.
     """
 
-    diffusion_steps: int = 4
-    target_alpha: float = 0.02
-    warmup_steps: int = 0
-    detach_P: bool = False
-    temp: float = 1.0
-    transition: HFTransition = "cosine"
-    topk: int | None = None
-
-    def __post_init__(self) -> None:
-        check_int("diffusion_steps", self.diffusion_steps, 0)
-        check_int("warmup_steps", self.warmup_steps, 0)
-        if self.topk is not None:
-            check_int("topk", self.topk, 1)
-        if not 0.0 <= self.target_alpha <= 1.0:
-            raise ValueError(f"target_alpha must be in [0, 1], got {self.target_alpha!r}")
-        if not self.temp > 0.0:
-            raise ValueError(f"temp must be > 0, got {self.temp!r}")
-        allowed = get_args(HFTransition)
-        if self.transition not in allowed:
-            raise ValueError(f"transition must be one of {allowed}, got {self.transition!r}")
+    def __init__(self, options: QGFDOptions | None = None, **overrides: object) -> None:
+        options = hf_qgfd_options(options, **overrides)
+        check_hf_options(options)
+        super().__init__(options)
 
 
-class MultiHeadQGFDLayer(nn.Module):
-    """Per-module QGFD state: settings plus the training step that drives the alpha warm-up.
+def hf_qgfd_options(base: QGFDOptions | None = None, /, **overrides: object) -> QGFDOptions:
+    """``qgfd_options`` over ``base`` (default ``HF_QGFD_DEFAULTS``) with seed 003's rule: a
+    given ``warmup_steps`` turns the warm-up on when > 0 and off when 0, unless ``alpha_mode``
+    is given too."""
+    names = {SEED_ALIASES.get(key, key): key for key in overrides}
+    if "warmup_steps" in names and "alpha_mode" not in names:
+        warmup_steps = overrides[names["warmup_steps"]]
+        warms_up = isinstance(warmup_steps, (int, float)) and warmup_steps > 0
+        overrides = {**overrides, "alpha_mode": "warmup" if warms_up else "fixed"}
+    return qgfd_options(HF_QGFD_DEFAULTS if base is None else base, **overrides)
 
-    Attached as ``attention_module.qgfd``; the ``step`` buffer is saved in the state dict and
-    moved only by :meth:`set_step` (never inside ``forward``), so the attention call stays
-    deterministic and torch.compile / gradient-checkpointing friendly.
-    """
 
-    step: Tensor
-
-    def __init__(self, settings: QGFDSettings | None = None, **overrides: object) -> None:
-        super().__init__()
-        self.settings = replace(settings or QGFDSettings(), **overrides)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-
-    def set_step(self, step: int) -> None:
-        check_int("step", step, 0)
-        self.step.fill_(step)
-
-    def alpha(self) -> float | Tensor:
-        """alpha(step) = target_alpha * min(1, step / warmup_steps) (seed 003 warm-up).
-
-        A python float when it does not depend on the step (no warm-up, or target 0), so that
-        ``qgfd_attention`` can take its exact plain-SDPA shortcut; a 0-d tensor otherwise.
-        """
-        s = self.settings
-        if s.warmup_steps == 0 or s.target_alpha == 0.0:
-            return s.target_alpha
-        return warmup_alpha(s.target_alpha, self.step, s.warmup_steps)
-
-    def extra_repr(self) -> str:
-        return ", ".join(
-            f"{f.name}={getattr(self.settings, f.name)!r}" for f in fields(self.settings)
-        )
+def check_hf_options(options: QGFDOptions) -> None:
+    """What the transformers integration runs: a ``keys`` or ``cosine`` transition (P over the
+    keys of any attention call) and a fixed or warmed-up alpha (no per-head parameter)."""
+    check_choice("transition (transformers models)", options.transition, HFTransition)
+    check_choice("alpha_mode (transformers models)", options.alpha_mode, HFAlphaMode)
 
 
 # Used by modules that run with attn_implementation="qgfd" but carry no `qgfd` state.
@@ -218,20 +191,15 @@ class _AttendWith:
     scaling: float | None
 
     def qgfd(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
-        s = self.state.settings
         return qgfd_attention(
             query,
             key,
             value,
             mask,
-            alpha=self.state.alpha(),
-            steps=s.diffusion_steps,
-            transition=s.transition,
-            topk=s.topk,
-            temperature=s.temp,
+            alpha=self.state.current_alpha(),
             scale=self.scaling,
             dropout_p=self.dropout,
-            detach_transition=s.detach_P,
+            **self.state.options.kernel_kwargs(),
         )
 
     def plain(
@@ -357,12 +325,15 @@ def wrap_model_with_qgfd(
     """Run every attention module of a transformers model as QGFD (seed 003's entry point).
 
     Attaches one ``layer_cls`` state (``module.qgfd``) per attention module that routes through
-    ``AttentionInterface`` and switches the model to ``attn_implementation="qgfd"``. Extra
-    ``settings`` are :class:`QGFDSettings` fields (``transition``, ``topk``). Returns ``model``.
+    ``AttentionInterface`` and switches the model to ``attn_implementation="qgfd"``. The seed
+    arguments map to ``QGFDOptions`` (T = ``diffusion_steps``, alpha = ``target_alpha``,
+    ``temperature``, ``detach_transition``); the warm-up is on when ``warmup_steps`` > 0. Extra
+    ``settings`` are other ``QGFDOptions`` fields (``transition``, ``topk``, ``iteration``,
+    ``early_stop_eps``, ``path``). Returns ``model``.
     """
     if not (isinstance(layer_cls, type) and issubclass(layer_cls, MultiHeadQGFDLayer)):
         raise TypeError(f"layer_cls must be MultiHeadQGFDLayer or a subclass, got {layer_cls!r}")
-    base = QGFDSettings(
+    base = hf_qgfd_options(
         diffusion_steps=diffusion_steps,
         target_alpha=target_alpha,
         warmup_steps=warmup_steps,
@@ -370,6 +341,7 @@ def wrap_model_with_qgfd(
         temp=temp,
         **settings,
     )
+    check_hf_options(base)
     modules = [m for m in model.modules() if routes_through_registry(m)]
     if not modules:
         raise ValueError(

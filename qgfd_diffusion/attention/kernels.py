@@ -17,19 +17,22 @@ Kinds (``ATTENTION_KINDS``):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_choice, check_range
-from .functional import IterationKind, PathKind, TransitionKind, qgfd_attention
+from .functional import qgfd_attention
 from .masks import as_additive_bias, key_mask
+from .options import AlphaMode as AlphaMode  # re-exported: models/config.py imports it here
+from .options import QGFDOptions, qgfd_options
+from .state import QGFDState
+from .state import set_qgfd_step as set_qgfd_step  # re-exported: train/trainer.py imports it
 from .transitions import linear_kernel_attention
 
 AttentionKind = Literal["sdpa", "qgfd", "heat", "difformer"]
-AlphaMode = Literal["fixed", "warmup", "learnable"]
 HeatMode = Literal["fixed", "depth_scaled", "learned"]
 DIFFormerVariant = Literal["s", "a"]
 
@@ -55,83 +58,30 @@ class SDPAKernel(AttentionKernel):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
 
 
-class QGFDKernel(AttentionKernel):
-    """QGFD with a fixed, warmed-up (seed 003) or learnable-per-head alpha.
+class QGFDKernel(QGFDState, AttentionKernel):
+    """QGFD with a fixed, warmed-up (seed 003) or learnable-per-head alpha (``QGFDState``).
 
-    The warm-up reads a ``step`` buffer that the training loop sets with ``set_step`` (never
-    mutated inside ``forward``, so forward stays deterministic and compile/checkpoint safe):
-    alpha(step) = alpha * min(1, step / warmup_steps).
-    ``forward(..., alpha=...)`` overrides alpha per call, e.g. as a function of the diffusion
-    timestep ([B, 1] or [B, H]).
+    ``QGFDKernel(H, options)``, ``QGFDKernel(H, alpha=0.3, steps=2)`` or both: keywords are
+    ``QGFDOptions`` fields or seed spellings, folded over ``options`` (default
+    ``QGFDOptions()``) by ``qgfd_options``. ``forward(..., alpha=...)`` overrides alpha per
+    call, e.g. as a function of the diffusion timestep ([B, 1] or [B, H]).
     """
 
-    def __init__(
-        self,
-        num_heads: int,
-        *,
-        alpha: float = 0.1,
-        steps: int | None = 2,
-        transition: TransitionKind = "keys",
-        iteration: IterationKind = "ppr",
-        topk: int | None = None,
-        temperature: float = 1.0,
-        early_stop_eps: float | None = None,
-        alpha_mode: AlphaMode = "fixed",
-        warmup_steps: int = 0,
-        detach_transition: bool = False,
-        path: PathKind = "auto",
-    ):
-        super().__init__()
-        check_range("alpha", alpha, 0.0, 1.0)
-        check_choice("alpha_mode", alpha_mode, AlphaMode)
-        check_choice("transition", transition, TransitionKind)
-        check_choice("iteration", iteration, IterationKind)
-        check_choice("path", path, PathKind)
-        check_range("warmup_steps", warmup_steps, 0)
-        if steps is not None:
-            check_range("steps", steps, 0)
-        self.options = dict(
-            steps=steps,
-            transition=transition,
-            iteration=iteration,
-            topk=topk,
-            temperature=temperature,
-            early_stop_eps=early_stop_eps,
-            detach_transition=detach_transition,
-            path=path,
-        )
-        self.alpha_mode, self.target_alpha, self.warmup_steps = alpha_mode, alpha, warmup_steps
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        if alpha_mode == "learnable":
-            # alpha_h = sigmoid(logit_h), one per head, starting at ``alpha``.
-            start = min(max(alpha, 1e-4), 1 - 1e-4)
-            self.alpha_logit = nn.Parameter(torch.full((num_heads,), math.log(start / (1 - start))))
-
-    def set_step(self, step: int) -> None:
-        check_range("step", step, 0)
-        self.step.fill_(int(step))
-
-    def current_alpha(self) -> float | Tensor:
-        """A float when alpha is constant (keeps the exact SDPA shortcut at 0), else a tensor."""
-        if self.alpha_mode == "learnable":
-            return torch.sigmoid(self.alpha_logit)  # [H]
-        if self.alpha_mode == "warmup" and self.warmup_steps > 0 and self.target_alpha > 0:
-            return warmup_alpha(self.target_alpha, self.step, self.warmup_steps)
-        return self.target_alpha
+    def __init__(self, num_heads: int, options: QGFDOptions | None = None, **keywords: Any):
+        super().__init__(qgfd_options(options, **keywords), num_heads)
 
     def forward(self, q, k, v, attn_mask=None, *, dropout_p=0.0, alpha=None, graph=None, **extra):
         a = self.current_alpha() if alpha is None else alpha
         return qgfd_attention(
-            q, k, v, attn_mask, alpha=a, graph=graph, dropout_p=dropout_p, **self.options
+            q,
+            k,
+            v,
+            attn_mask,
+            alpha=a,
+            graph=graph,
+            dropout_p=dropout_p,
+            **self.options.kernel_kwargs(),
         )
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.target_alpha}, alpha_mode={self.alpha_mode}, {self.options}"
-
-
-def warmup_alpha(target: float, step: Tensor, warmup_steps: int) -> Tensor:
-    """alpha(step) = target * min(1, step / warmup_steps) (seed 003), as a 0-d tensor op."""
-    return target * (step.to(torch.float32) / warmup_steps).clamp(max=1.0)
 
 
 class HeatKernel(AttentionKernel):
@@ -197,20 +147,12 @@ ATTENTION_KINDS: dict[str, type[AttentionKernel]] = {
 }
 
 
-def make_attention_kernel(kind: AttentionKind, num_heads: int, **options) -> AttentionKernel:
-    """Build an attention kernel by name; ``options`` go to that kind's constructor."""
+def make_attention_kernel(kind: AttentionKind, num_heads: int, **options: Any) -> AttentionKernel:
+    """Build an attention kernel by name; ``options`` go to that kind's constructor.
+
+    ``qgfd``: ``options=QGFDOptions(...)`` and/or QGFDOptions fields (any spelling);
+    ``heat``: ``t``, ``mode``, ``depth``, ``reference_depth``; ``difformer``: ``variant``.
+    """
     check_choice("attention", kind, AttentionKind)
     kernel_class = ATTENTION_KINDS[kind]
     return kernel_class(num_heads, **options) if kind != "sdpa" else kernel_class()
-
-
-def set_qgfd_step(model: nn.Module, step: int) -> int:
-    """Tell every warm-up-aware QGFD module in ``model`` the training step; returns how many.
-
-    Covers the backbone's ``QGFDKernel`` and the per-module states that ``wrap_model_with_qgfd``
-    attaches to transformers models.
-    """
-    modules = [m for m in model.modules() if callable(getattr(m, "set_step", None))]
-    for module in modules:
-        module.set_step(step)
-    return len(modules)

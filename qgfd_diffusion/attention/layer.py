@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .functional import qgfd_attention
+from .options import qgfd_options
 
 
 class QGFDLayer(nn.Module):
@@ -18,6 +19,7 @@ class QGFDLayer(nn.Module):
     [B, N, N] | sparse [N, N]) -> [B, Lq, D]. Without ``adj`` the transition is built from key
     similarity, restricted to the ``topk`` nearest keys per row; with ``adj`` it is the
     row-normalised adjacency. Runs on the O(N) recursion on values, never looping p @ P.
+    The settings are held once, as ``self.options`` (``QGFDOptions``, T = ``diffusion_steps``).
     """
 
     def __init__(
@@ -31,13 +33,13 @@ class QGFDLayer(nn.Module):
         detach_transition: bool = False,
     ):
         super().__init__()
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if diffusion_steps < 0:
-            raise ValueError(f"diffusion_steps must be >= 0, got {diffusion_steps}")
+        self.options = qgfd_options(
+            alpha=alpha,
+            diffusion_steps=diffusion_steps,
+            topk=topk,
+            detach_transition=detach_transition,
+        )
         self.proj_dim = proj_dim or dim
-        self.topk, self.diffusion_steps, self.alpha = topk, diffusion_steps, alpha
-        self.detach_transition = detach_transition
         self.q_proj = nn.Linear(dim, self.proj_dim, bias=use_bias)
         self.k_proj = nn.Linear(dim, self.proj_dim, bias=use_bias)
         self.v_proj = nn.Linear(dim, self.proj_dim, bias=use_bias)
@@ -54,18 +56,24 @@ class QGFDLayer(nn.Module):
         Q = self.q_proj(queries).unsqueeze(1)  # [B, 1, Lq, Dp]: one head
         K = self.k_proj(kv).unsqueeze(1)  # [B, 1, N, Dp]
         V = self.v_proj(kv).unsqueeze(1)
-        out = qgfd_attention(
-            Q,
-            K,
-            V,
-            alpha=self.alpha,
-            steps=self.diffusion_steps,
-            transition="keys" if adj is None else "graph",
-            graph=adj,
-            topk=self.topk if adj is None else None,
-            detach_transition=self.detach_transition,
-        )
+        options = self.options.kernel_kwargs()
+        if adj is not None:  # the given graph replaces the top-k key similarity
+            options.update(transition="graph", topk=None)
+        out = qgfd_attention(Q, K, V, alpha=self.options.alpha, graph=adj, **options)
         return self.out_proj(out.squeeze(1))  # [B, Lq, D]
+
+    # Seed 000's attribute names, read from ``options``.
+    @property
+    def alpha(self) -> float:
+        return self.options.alpha
+
+    @property
+    def diffusion_steps(self) -> int | None:
+        return self.options.steps
+
+    @property
+    def topk(self) -> int | None:
+        return self.options.topk
 
 
 def transition_from_networkx(

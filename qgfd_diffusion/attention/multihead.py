@@ -6,10 +6,13 @@ H heads, d = D / H head width.
 
 from __future__ import annotations
 
+from typing import Any
+
 from einops import rearrange
 from torch import Tensor, nn
 
 from .kernels import AttentionKernel, AttentionKind, QGFDKernel, make_attention_kernel
+from .options import QGFDOptions
 
 
 class MultiheadAttention(nn.Module):
@@ -77,8 +80,9 @@ def merge_masks(key_padding_mask: Tensor | None, attn_mask: Tensor | None) -> Te
 class QGFDMultiheadAttention(MultiheadAttention):
     """Multi-head QGFD attention (seed 001's ``QGFDMultiheadAttention``).
 
-    Keyword options go to ``QGFDKernel`` (alpha, steps, transition, iteration, topk,
-    temperature, alpha_mode, warmup_steps, early_stop_eps, detach_transition, path).
+    ``options`` and keywords (``QGFDOptions`` fields or seed spellings: alpha, steps,
+    transition, iteration, topk, temperature, alpha_mode, warmup_steps, early_stop_eps,
+    detach_transition, path) go to ``QGFDKernel``.
     """
 
     def __init__(
@@ -89,9 +93,10 @@ class QGFDMultiheadAttention(MultiheadAttention):
         kv_dim: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
-        **qgfd_options,
+        options: QGFDOptions | None = None,
+        **keywords: Any,
     ):
-        kernel = QGFDKernel(num_heads, **qgfd_options)
+        kernel = QGFDKernel(num_heads, options, **keywords)
         super().__init__(embed_dim, num_heads, kernel, kv_dim=kv_dim, dropout=dropout, bias=bias)
 
 
@@ -103,9 +108,13 @@ def make_attention(
     kv_dim: int | None = None,
     dropout: float = 0.0,
     bias: bool = True,
-    **kernel_options,
+    **kernel_options: Any,
 ) -> MultiheadAttention:
-    """Multi-head attention of any kind (``sdpa``, ``qgfd``, ``heat``, ``difformer``)."""
+    """Multi-head attention of any kind (``sdpa``, ``qgfd``, ``heat``, ``difformer``).
+
+    ``kernel_options`` go to ``make_attention_kernel``: for ``qgfd`` ``options=QGFDOptions(...)``
+    and/or its fields, e.g. ``make_attention("qgfd", D, H, dropout=0.1, options=cfg.qgfd)``.
+    """
     kernel = make_attention_kernel(kind, num_heads, **kernel_options)
     return MultiheadAttention(
         embed_dim, num_heads, kernel, kv_dim=kv_dim, dropout=dropout, bias=bias

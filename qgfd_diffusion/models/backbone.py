@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import fields
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -28,38 +27,36 @@ from torch import Tensor, nn
 
 from ..latents import LatentLayout
 from .blocks import DiTBlock, FinalLayer
-from .config import DiffusionConfig
+from .config import DiffusionConfig, fold_seed_spellings
 from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
 
+CONFIG_FILE = "config.json"  # diffusers' ConfigMixin file name
 EMBEDDING_INIT_STD = 0.02  # DiT's normal init of the timestep MLP and learned embeddings
 
 
-def _signature_from(config_class):
-    """Give ``__init__(self, **config)`` the dataclass fields as its keyword signature.
+def _network_signature(init):
+    """Give ``__init__(self, **config)`` the network fields of ``DiffusionConfig`` as its keyword
+    signature, with their defaults as plain JSON values.
 
     diffusers' ``register_to_config`` and ``from_pretrained`` read the init signature to know the
     config keys; deriving it from ``DiffusionConfig`` keeps the field list in one place.
     """
-
-    def decorate(init):
-        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-        params += [
-            inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
-            )
-            for f in fields(config_class)
-        ]
-        init.__signature__ = inspect.Signature(params)
-        return init
-
-    return decorate
+    defaults = DiffusionConfig().network_dict()
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name])
+        for name in DiffusionConfig.network_field_names()
+    ]
+    init.__signature__ = inspect.Signature(params)
+    return init
 
 
 def _accepts_config_object(init):
     """Also accept seed 001's ``QGFDDiffusionBackbone(cfg)`` with a ``DiffusionConfig``.
 
-    The keyword signature stays the one diffusers reads (``__wrapped__``); keywords given next
-    to ``cfg`` override its fields.
+    Keywords given next to ``cfg`` override its fields (any spelling ``DiffusionConfig`` takes);
+    the resolved network fields reach ``register_to_config``, so the saved config.json holds
+    exactly the network (never the noise schedule, which lives in ``scheduler/``).
     """
 
     @functools.wraps(init)
@@ -70,7 +67,8 @@ def _accepts_config_object(init):
                     f"expected a DiffusionConfig or keyword fields, got {type(cfg).__name__}"
                 )
             config = {**cfg.to_dict(), **config}
-        init(self, **config)
+        resolved = DiffusionConfig(**config).with_modalities(1)
+        init(self, **resolved.network_dict())
 
     return wrapper
 
@@ -78,20 +76,21 @@ def _accepts_config_object(init):
 class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
     """The denoiser eps_theta(x_t, t, cond) / v_theta / x0_theta shared by all modalities.
 
-    Built from the ``DiffusionConfig`` fields as keyword arguments (``QGFDDiffusionBackbone(
-    d_model=64, ...)``) or from a config (``from_diffusion_config(cfg)``); ``save_pretrained`` /
-    ``from_pretrained`` store the config as JSON and the weights as safetensors.
+    Built from the ``DiffusionConfig`` network fields as keyword arguments
+    (``QGFDDiffusionBackbone(d_model=64, ...)``) or from a config (``QGFDDiffusionBackbone(cfg)``);
+    ``save_pretrained`` / ``from_pretrained`` store the network config as JSON and the weights as
+    safetensors.
     """
 
     _supports_gradient_checkpointing = True
 
     @_accepts_config_object
     @register_to_config
-    @_signature_from(DiffusionConfig)
+    @_network_signature
     def __init__(self, **config):
         super().__init__()
-        cfg = DiffusionConfig(**config)
-        self._diffusion_config = cfg
+        cfg = DiffusionConfig(**config).network_only()
+        self._network_config = cfg
         D = cfg.d_model
         self.x_embedder = nn.Linear(cfg.latent_dim, D)
         self.t_embedder = TimestepEmbedder(D)
@@ -109,11 +108,21 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_diffusion_config(cls, cfg: DiffusionConfig) -> QGFDDiffusionBackbone:
-        return cls(**cfg.to_dict())
+        return cls(cfg)
+
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """diffusers' config loading, after folding a pre-split config.json (flat ``qgfd_*``
+        keys, schedule fields) into today's fields; the schedule keys are dropped here (they are
+        read by ``schedules.load_noise_schedule``)."""
+        folded = fold_seed_spellings(config_dict)
+        folded.pop("schedule", None)
+        return super().extract_init_dict(folded, **kwargs)
 
     @property
-    def diffusion_config(self) -> DiffusionConfig:
-        return self._diffusion_config
+    def network_config(self) -> DiffusionConfig:
+        """The network's ``DiffusionConfig`` (``schedule=None``: the backbone never sees it)."""
+        return self._network_config
 
     def _init_weights(self) -> None:
         """DiT init: xavier-uniform linears, N(0, 0.02) embeddings; adaLN and output stay zero."""
@@ -192,7 +201,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         null_mask = torch.ones(batch, 1, dtype=torch.bool, device=x_t.device)
         if cond_tokens is None:  # unconditional: the null condition for every sample
             return null, null_mask
-        _check_condition(cond_tokens, cond_mask, batch, self._diffusion_config.cond_dim)
+        _check_condition(cond_tokens, cond_mask, batch, self._network_config.cond_dim)
         if cond_mask is None:
             cond_mask = torch.ones(cond_tokens.shape[:2], dtype=torch.bool, device=x_t.device)
         drop = self._drop_mask(force_drop, batch, x_t.device)
@@ -212,7 +221,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         """[B] bool: which samples get the null condition (None: none of them)."""
         if force_drop is not None:
             return torch.as_tensor(force_drop, dtype=torch.bool, device=device).expand(batch)
-        p = self._diffusion_config.cond_dropout_prob
+        p = self._network_config.cond_dropout_prob
         if self.training and p > 0:
             return torch.rand(batch, device=device) < p
         return None

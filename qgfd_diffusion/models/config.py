@@ -1,154 +1,208 @@
-"""``DiffusionConfig``: the one typed description of the denoiser and its noise schedule.
+"""``DiffusionConfig``: the typed description of a diffusion model: its network and noise schedule.
 
 Dimension legend: L latent tokens, C latent channels (``latent_dim``), D model width
 (``d_model``), H heads (``num_heads``), Dc condition width (``cond_dim``).
 
-The seed-001 fields (d_model, num_heads, num_layers, d_ff, latent_dim, num_timesteps,
-qgfd_steps) keep their names. Closed choices are Literals checked at construction, with an error
-that names the field and lists the allowed values. Named presets live in one registry,
-``DIFFUSION_PRESETS``, which CLIs list for their choices.
+Two parts with two homes: the network fields (what ``QGFDDiffusionBackbone`` is built from and
+saves in its ``config.json``; QGFD's settings nested as ``qgfd``, a ``QGFDOptions``) and the
+noise schedule (``schedule``, a ``NoiseScheduleConfig`` from ``qgfd_diffusion.schedules``,
+saved as ``scheduler/`` beside the model). The backbone never sees the schedule.
+
+Seed 001 wrote one flat config: ``DiffusionConfig(d_model=512, ..., num_timesteps=1000,
+qgfd_steps=1)``. Those spellings, and the flat ``qgfd_*`` / schedule keys of configs written
+before the split, are accepted at the edge (``fold_seed_spellings``) and stored in their one
+place; ``cfg.num_timesteps`` still reads the schedule's T.
+
+Closed choices are Literals checked at construction, with an error that names the field and
+lists the allowed values. Named presets live in one registry, ``DIFFUSION_PRESETS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from ..attention.functional import IterationKind, TransitionKind
-from ..attention.kernels import AlphaMode, AttentionKind, DIFFormerVariant, HeatMode
+from ..attention.kernels import AttentionKind, DIFFormerVariant, HeatMode
+from ..attention.options import QGFDOptions, canonical_qgfd_keys
 from ..checks import check_choice, check_int, check_range
+from ..schedules.config import SCHEDULE_ALIASES, NoiseScheduleConfig
 
-PredictionType = Literal["epsilon", "v_prediction", "sample"]
-BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+# Default of ``cond_dim``: condition tokens as wide as the model (seed 001's contract).
+MODEL_WIDTH = "d_model"
+# Flat keys of the pre-split config -> (nested section, key inside it)
+_QGFD_FLAT = ("qgfd_steps", "qgfd_alpha", "qgfd_topk", "qgfd_temperature", "qgfd_alpha_mode")
+_QGFD_FLAT += ("qgfd_warmup_steps", "transition", "iteration")
+_SCHEDULE_FLAT = ("num_timesteps", *NoiseScheduleConfig.field_names())
 
 
-@dataclass(frozen=True)
+def fold_seed_spellings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat seed-001 / pre-split keys -> the nested ``qgfd`` and ``schedule`` sections.
+
+    ``{"qgfd_steps": 1, "num_timesteps": 1000}`` -> ``{"qgfd": {"steps": 1},
+    "schedule": {"num_train_timesteps": 1000}}``, merged into sections given as well. A nested
+    section given as an object (``QGFDOptions``) is kept as it is.
+    """
+    values = dict(values)
+    qgfd_flat = {k: values.pop(k) for k in _QGFD_FLAT if k in values}
+    schedule_flat = {k: values.pop(k) for k in _SCHEDULE_FLAT if k in values}
+    if qgfd_flat:
+        values["qgfd"] = _merge(values.get("qgfd"), canonical_qgfd_keys(qgfd_flat), "qgfd")
+    if schedule_flat:
+        renamed = {SCHEDULE_ALIASES.get(k, k): v for k, v in schedule_flat.items()}
+        values["schedule"] = _merge(values.get("schedule"), renamed, "schedule")
+    return values
+
+
+def _merge(section: Any, flat: dict[str, Any], name: str) -> dict[str, Any]:
+    if section is None:
+        return flat
+    base = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    clash = sorted(set(base) & set(flat))
+    if clash and not hasattr(section, "to_dict"):
+        raise ValueError(
+            f"{name}: {clash} given both flat (a seed spelling) and inside the {name!r} section; "
+            f"set {', '.join(f'{name}.{key}' for key in clash)} only"
+        )
+    return {**base, **flat}
+
+
+@dataclass(frozen=True, init=False)
 class DiffusionConfig:
-    """Backbone width/depth, attention kind and options, conditioning and noise schedule.
+    """Backbone width/depth, attention kind and options, conditioning, and the noise schedule.
 
-    cond_dim: width Dc of the condition tokens; None builds no cross-attention.
+    attention: self-attention kind (``qgfd``, ``sdpa``, ``heat``, ``difformer``); ``qgfd``
+        holds QGFD's settings (``QGFDOptions``).
+    cond_dim: width Dc of the condition tokens; ``"d_model"`` (default) = the model width, as
+        seed 001 documents; None builds no cross-attention.
     cond_dropout_prob: probability of replacing the condition by the learned null condition in
         training (classifier-free guidance, Ho & Salimans 2022).
-    prediction_type: what the network predicts: epsilon, v (Salimans & Ho 2022) or x0.
+    num_modalities: rows of the modality embedding; None = as many as the model's adapters.
+    schedule: the noise schedule (None in a network-only config, e.g. a backbone's).
     """
 
-    # Seed-001 fields.
+    # Seed-001 network fields.
     d_model: int = 512
     num_heads: int = 8
     num_layers: int = 4
     d_ff: int = 2048
     latent_dim: int = 512
-    num_timesteps: int = 1000
-    qgfd_steps: int = 2
     # Self-attention kind and its options.
     attention: AttentionKind = "qgfd"
-    qgfd_alpha: float = 0.1
-    transition: TransitionKind = "keys"
-    iteration: IterationKind = "ppr"
-    qgfd_topk: int | None = None
-    qgfd_temperature: float = 1.0
-    qgfd_alpha_mode: AlphaMode = "fixed"
-    qgfd_warmup_steps: int = 0
+    qgfd: QGFDOptions = field(default_factory=QGFDOptions)
     heat_t: float = 0.28
     heat_mode: HeatMode = "fixed"
     difformer_variant: DIFFormerVariant = "s"
     dropout: float = 0.0
     # Conditioning.
-    cond_dim: int | None = None
+    cond_dim: int | Literal["d_model"] | None = MODEL_WIDTH
     cond_dropout_prob: float = 0.1
-    num_modalities: int = 1
-    # Noise schedule (diffusers' DDPMScheduler arguments).
-    prediction_type: PredictionType = "epsilon"
-    beta_schedule: BetaSchedule = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
+    num_modalities: int | None = None
     # Memory.
     gradient_checkpointing: bool = False
+    # The noise schedule (not the network's: saved as scheduler/).
+    schedule: NoiseScheduleConfig | None = field(default_factory=NoiseScheduleConfig)
 
-    def __post_init__(self):
+    def __init__(self, **values: Any):
+        """Keyword fields, in the nested form or the flat seed spellings (``qgfd_steps=...``)."""
+        values = fold_seed_spellings(values)
+        unknown = sorted(set(values) - set(self.field_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown DiffusionConfig field(s) {unknown}; allowed: {self.field_names()}"
+            )
+        for f in fields(self):
+            default = f.default_factory() if f.default is MISSING else f.default
+            object.__setattr__(self, f.name, values.get(f.name, default))
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.qgfd, Mapping):
+            object.__setattr__(self, "qgfd", QGFDOptions(**canonical_qgfd_keys(self.qgfd)))
+        if isinstance(self.schedule, Mapping):
+            object.__setattr__(self, "schedule", NoiseScheduleConfig.from_mapping(self.schedule))
+        if self.cond_dim == MODEL_WIDTH:
+            object.__setattr__(self, "cond_dim", self.d_model)
         self._check_sizes()
         check_choice("attention", self.attention, AttentionKind)
-        check_choice("transition", self.transition, TransitionKind)
-        check_choice("iteration", self.iteration, IterationKind)
-        check_choice("qgfd_alpha_mode", self.qgfd_alpha_mode, AlphaMode)
         check_choice("heat_mode", self.heat_mode, HeatMode)
         check_choice("difformer_variant", self.difformer_variant, DIFFormerVariant)
-        check_choice("prediction_type", self.prediction_type, PredictionType)
-        check_choice("beta_schedule", self.beta_schedule, BetaSchedule)
-        check_range("qgfd_alpha", self.qgfd_alpha, 0.0, 1.0)
-        check_range("qgfd_temperature", self.qgfd_temperature, 1e-6)
         check_range("heat_t", self.heat_t, 1e-6)
         check_range("dropout", self.dropout, 0.0, 1.0)
         check_range("cond_dropout_prob", self.cond_dropout_prob, 0.0, 1.0)
-        check_range("beta_start", self.beta_start, 0.0, 1.0)
-        check_range("beta_end", self.beta_end, self.beta_start, 1.0)
-        if self.transition == "graph":
+        if not isinstance(self.qgfd, QGFDOptions):
+            raise ValueError(f"qgfd must be QGFDOptions or a mapping, got {self.qgfd!r}")
+        if self.qgfd.transition == "graph":
             raise ValueError(
-                "transition='graph' needs an adjacency that the backbone's self-attention does not "
-                "have; choose one of ('keys', 'cosine', 'attention', 'linear')"
+                "qgfd.transition='graph' needs an adjacency that the backbone's self-attention "
+                "does not have; choose one of ('keys', 'cosine', 'attention', 'linear')"
             )
-        if self.qgfd_topk is not None:
-            check_int("qgfd_topk", self.qgfd_topk, 1)
-            if self.transition == "linear":
-                raise ValueError(
-                    "qgfd_topk needs a softmax transition ('keys', 'cosine', "
-                    "'attention'), got transition='linear'"
-                )
+        if self.schedule is not None and not isinstance(self.schedule, NoiseScheduleConfig):
+            raise ValueError(f"schedule must be a NoiseScheduleConfig, got {self.schedule!r}")
         if not isinstance(self.gradient_checkpointing, bool):
             raise ValueError(
                 f"gradient_checkpointing must be True or False, got {self.gradient_checkpointing!r}"
             )
 
     def _check_sizes(self) -> None:
-        for name in (
-            "d_model",
-            "num_heads",
-            "num_layers",
-            "d_ff",
-            "latent_dim",
-            "num_timesteps",
-            "num_modalities",
-        ):
+        for name in ("d_model", "num_heads", "num_layers", "d_ff", "latent_dim"):
             check_int(name, getattr(self, name), 1)
-        check_int("qgfd_steps", self.qgfd_steps, 0)
-        check_int("qgfd_warmup_steps", self.qgfd_warmup_steps, 0)
-        if self.cond_dim is not None:
-            check_int("cond_dim", self.cond_dim, 1)
+        for name in ("cond_dim", "num_modalities"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
         if self.d_model % self.num_heads != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
             )
 
+    # -- seed-001 reads ---------------------------------------------------------------------
+
+    @property
+    def num_timesteps(self) -> int:
+        """T of the noise schedule (seed 001 reads ``cfg.num_timesteps``)."""
+        if self.schedule is None:
+            raise AttributeError(
+                "this config describes a network only (a backbone's); its noise schedule is "
+                "saved beside the model in scheduler/"
+            )
+        return self.schedule.num_train_timesteps
+
+    # -- the two parts ----------------------------------------------------------------------
+
     def attention_options(self) -> dict[str, Any]:
         """Keyword options for ``make_attention(self.attention, ...)`` (self-attention)."""
         if self.attention == "qgfd":
-            return dict(
-                alpha=self.qgfd_alpha,
-                steps=self.qgfd_steps,
-                transition=self.transition,
-                iteration=self.iteration,
-                topk=self.qgfd_topk,
-                temperature=self.qgfd_temperature,
-                alpha_mode=self.qgfd_alpha_mode,
-                warmup_steps=self.qgfd_warmup_steps,
-            )
+            return dict(options=self.qgfd)
         if self.attention == "heat":
             return dict(t=self.heat_t, mode=self.heat_mode, depth=self.num_layers)
         if self.attention == "difformer":
             return dict(variant=self.difformer_variant)
         return {}
 
+    def network_dict(self) -> dict[str, Any]:
+        """The network fields as plain JSON values (what the backbone saves)."""
+        data = self.to_dict()
+        del data["schedule"]
+        return data
+
+    def network_only(self) -> DiffusionConfig:
+        return replace(self, schedule=None)
+
+    def with_schedule(self, schedule: NoiseScheduleConfig) -> DiffusionConfig:
+        return replace(self, schedule=schedule)
+
+    def with_modalities(self, count: int) -> DiffusionConfig:
+        """``num_modalities`` resolved for a model with ``count`` adapters (None -> count)."""
+        if self.num_modalities is not None:
+            return self
+        return replace(self, num_modalities=max(1, count))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        """Build from a plain dict; unknown keys are rejected by name."""
-        unknown = sorted(set(data) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(
-                f"unknown DiffusionConfig field(s) {unknown}; allowed: {cls.field_names()}"
-            )
+    def from_dict(cls, data: Mapping[str, Any]) -> DiffusionConfig:
+        """Build from a plain dict (nested or flat spellings); unknown keys are rejected."""
         return cls(**data)
 
     @classmethod
@@ -156,19 +210,21 @@ class DiffusionConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def network_field_names(cls) -> list[str]:
+        return [name for name in cls.field_names() if name != "schedule"]
+
+    @classmethod
     def preset(cls, name: str, **overrides) -> DiffusionConfig:
-        """A named preset from ``DIFFUSION_PRESETS`` with some fields replaced."""
+        """A named size from ``DIFFUSION_PRESETS`` with some fields replaced (any spelling)."""
         if name not in DIFFUSION_PRESETS:
             raise ValueError(f"preset must be one of {tuple(DIFFUSION_PRESETS)}, got {name!r}")
-        unknown = sorted(set(overrides) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"unknown DiffusionConfig field(s) {unknown} in preset overrides")
-        return replace(DIFFUSION_PRESETS[name], **overrides)
+        return cls(**{**DIFFUSION_PRESETS[name], **overrides})
 
 
-# The one registry of named sizes (DiT's ``DiT_models``); CLIs list its keys.
-DIFFUSION_PRESETS: dict[str, DiffusionConfig] = {
-    "tiny": DiffusionConfig(d_model=64, num_heads=4, num_layers=2, d_ff=256, latent_dim=16),
-    "small": DiffusionConfig(d_model=256, num_heads=4, num_layers=6, d_ff=1024, latent_dim=64),
-    "base": DiffusionConfig(d_model=512, num_heads=8, num_layers=12, d_ff=2048, latent_dim=512),
+# The one registry of named sizes (DiT's ``DiT_models``); CLIs list its keys. Sizes only: the
+# other fields keep their defaults (``cond_dim`` follows ``d_model``) unless overridden.
+DIFFUSION_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=64, num_heads=4, num_layers=2, d_ff=256, latent_dim=16),
+    "small": dict(d_model=256, num_heads=4, num_layers=6, d_ff=1024, latent_dim=64),
+    "base": dict(d_model=512, num_heads=8, num_layers=12, d_ff=2048, latent_dim=512),
 }

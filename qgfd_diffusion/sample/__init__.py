@@ -1,5 +1,7 @@
-"""Sampling: the scheduler-agnostic reverse-process loop, guidance and schedulers by name."""
+"""Sampling: the scheduler-agnostic reverse-process loop, guidance, schedulers by name, and
+``generate`` (one modality of a shared model, decoded)."""
 
+from .generate import SampleOutput, generate
 from .sampler import (
     classifier_free_guidance,
     guided_prediction,
@@ -11,6 +13,8 @@ from .schedulers import SAMPLING_SCHEDULERS, make_scheduler
 
 __all__ = [
     "SAMPLING_SCHEDULERS",
+    "SampleOutput",
+    "generate",
     "classifier_free_guidance",
     "guided_prediction",
     "initial_latents",

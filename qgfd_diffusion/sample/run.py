@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from ..models.backbone import QGFDDiffusionBackbone
-from ..models.multimodal import SharedQGFDDiffusionModel
+from ..models.multimodal import BACKBONE_FOLDER, SharedQGFDDiffusionModel
+from .generate import generate
 from .options import SampleOptions
 from .schedulers import make_scheduler
-from .writers import kind_of, write_decoded, write_latents
+from .writers import write_decoded, write_latents
 
 EMA_FOLDER = "backbone_ema"
 
@@ -30,16 +30,16 @@ def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQG
         raise FileNotFoundError(f"checkpoint not found: {folder}")
     if (folder / "final").is_dir():
         folder = folder / "final"
-    model = SharedQGFDDiffusionModel.from_pretrained(folder)
-    if use_ema and (folder / EMA_FOLDER).is_dir():
-        model.backbone = QGFDDiffusionBackbone.from_pretrained(folder / EMA_FOLDER)
-    return model.eval()
+    weights = EMA_FOLDER if use_ema and (folder / EMA_FOLDER).is_dir() else BACKBONE_FOLDER
+    return SharedQGFDDiffusionModel.from_pretrained(folder, backbone_folder=weights).eval()
 
 
 def default_condition(model: SharedQGFDDiffusionModel, modality: str, num_samples: int):
-    """Class-conditional modalities cycle through classes 0, 1, ..., K-1, 0, ...; others: None."""
+    """Class-conditional adapters (``condition_kind`` "label" with K classes) cycle through
+    classes 0, 1, ..., K-1, 0, ...; prompt-conditioned and unconditional ones: None."""
     adapter = model.adapters[modality]
-    if adapter.name == "text" or adapter.condition_dim is None or modality not in model.cond_maps:
+    labelled = adapter.condition_kind == "label" and adapter.condition_dim is not None
+    if not labelled or modality not in model.cond_maps:
         return None
     return torch.arange(num_samples) % adapter.condition_dim
 
@@ -56,9 +56,10 @@ def sample_to_folder(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.modality_id(modality)  # a clear error for an unknown modality
-    scheduler = make_scheduler(options.scheduler, model.backbone)
+    scheduler = make_scheduler(options.scheduler, model.schedule)
     condition = default_condition(model, modality, options.num_samples)
-    output = model.sample(
+    output = generate(
+        model,
         modality,
         options.num_samples,
         condition=condition,
@@ -77,7 +78,7 @@ def sample_to_folder(
     written = []
     if output.decoded is not None:
         rate = getattr(adapter, "encoder_rate", None)
-        written = write_decoded(out_dir, kind_of(adapter), output.decoded, sampling_rate=rate)
+        written = write_decoded(out_dir, adapter.modality, output.decoded, sampling_rate=rate)
     summary = {
         **metadata,
         "decoded": [str(p.relative_to(out_dir)) for p in written],

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..latents import LatentLayout
-from .schedulers import make_scheduler
 
 
 def _double(value: Any) -> Any:
@@ -122,7 +121,7 @@ def initial_latents(
 @torch.no_grad()
 def sample_latents(
     backbone: nn.Module,
-    scheduler: SchedulerMixin | None = None,
+    scheduler: SchedulerMixin,
     *,
     shape: tuple[int, int, int] | None = None,
     latents: Tensor | None = None,
@@ -139,7 +138,7 @@ def sample_latents(
 ) -> Tensor:
     """Run the reverse process from x_T to x_0 and return latents [B, L, C].
 
-    scheduler: any diffusers scheduler; default DDIM from the backbone's config.
+    scheduler: any diffusers scheduler of the model's noise schedule (``make_scheduler``).
     shape / latents: [B, L, C] to draw x_T from ``generator``, or x_T itself.
     eta: DDIM's eta (0 = deterministic, 1 = DDPM-like); passed only where ``step`` takes it.
     guidance_scale: classifier-free guidance scale g (1 = plain conditional prediction).
@@ -148,7 +147,11 @@ def sample_latents(
     """
     parameter = next(backbone.parameters())
     device, dtype = parameter.device, parameter.dtype
-    scheduler = make_scheduler("ddim", backbone) if scheduler is None else scheduler
+    if not isinstance(scheduler, SchedulerMixin):
+        raise TypeError(
+            "scheduler must be a diffusers scheduler of the model's noise schedule, e.g. "
+            f"make_scheduler('ddim', model.schedule); got {type(scheduler).__name__}"
+        )
     scheduler.set_timesteps(num_inference_steps, device=device)
     x = initial_latents(scheduler, shape, latents, generator, device, dtype)
     kwargs = step_kwargs(scheduler, eta, generator)

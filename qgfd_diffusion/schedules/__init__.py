@@ -1,28 +1,40 @@
-"""Noise schedules: the DDPM training objective on diffusers' schedulers, plus seed-001 shims."""
+"""Noise schedules: the schedule config (saved as ``scheduler/``), the diffusion maths on
+diffusers' schedulers, and THE training objective every caller uses."""
 
-from .ddpm import DDPMBetaSchedule, q_sample
+from .config import (
+    SCHEDULER_FOLDER,
+    BetaSchedule,
+    NoiseScheduleConfig,
+    PredictionType,
+    load_noise_schedule,
+)
+from .objective import DiffusionObjective, ObjectiveOutput, TrainingDraws
 from .training import (
     alpha_bar,
-    as_diffusion_config,
     diffusion_loss,
-    make_training_scheduler,
     min_snr_weights,
+    per_sample_error,
     predict_x0,
-    scheduler_kwargs,
     snr,
     training_target,
+    weighted_mean,
 )
 
 __all__ = [
-    "DDPMBetaSchedule",
+    "SCHEDULER_FOLDER",
+    "BetaSchedule",
+    "DiffusionObjective",
+    "NoiseScheduleConfig",
+    "ObjectiveOutput",
+    "PredictionType",
+    "TrainingDraws",
     "alpha_bar",
-    "as_diffusion_config",
     "diffusion_loss",
-    "make_training_scheduler",
+    "load_noise_schedule",
     "min_snr_weights",
+    "per_sample_error",
     "predict_x0",
-    "q_sample",
-    "scheduler_kwargs",
     "snr",
     "training_target",
+    "weighted_mean",
 ]

@@ -1,4 +1,4 @@
-"""Training objective on top of diffusers' ``DDPMScheduler``: targets, x0 conversion, loss.
+"""Diffusion maths on diffusers' schedulers: a_bar, SNR, targets, x0 conversion, loss weights.
 
 Dimension legend: B batch, L latent tokens, C latent channels, T training timesteps.
 
@@ -16,44 +16,9 @@ Precision: the schedule maths runs in float32 at least, whatever the model dtype
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
-from diffusers import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
-
-from ..models.config import DiffusionConfig
-
-
-def as_diffusion_config(config: Any) -> DiffusionConfig:
-    """A ``DiffusionConfig`` from itself, a backbone, or a backbone's (diffusers) config dict."""
-    if isinstance(config, DiffusionConfig):
-        return config
-    if isinstance(getattr(config, "diffusion_config", None), DiffusionConfig):
-        return config.diffusion_config
-    if isinstance(config, Mapping):
-        names = DiffusionConfig.field_names()
-        return DiffusionConfig.from_dict({k: v for k, v in config.items() if k in names})
-    raise TypeError(f"expected a DiffusionConfig, a backbone or its config, got {type(config)}")
-
-
-def scheduler_kwargs(config: Any) -> dict[str, Any]:
-    """The diffusers scheduler arguments that a ``DiffusionConfig`` fixes."""
-    cfg = as_diffusion_config(config)
-    return dict(
-        num_train_timesteps=cfg.num_timesteps,
-        beta_schedule=cfg.beta_schedule,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        prediction_type=cfg.prediction_type,
-    )
-
-
-def make_training_scheduler(config: Any) -> DDPMScheduler:
-    """The DDPM training scheduler of a config; latents are not clipped to [-1, 1]."""
-    return DDPMScheduler(**scheduler_kwargs(config), clip_sample=False)
 
 
 def _prediction_type(scheduler: SchedulerMixin) -> str:
@@ -124,6 +89,25 @@ def min_snr_weights(scheduler: SchedulerMixin, t: Tensor, gamma: float) -> Tenso
     return clipped
 
 
+def per_sample_error(model_output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error [B, L, C] -> [B]: the mean over channels and real tokens of each
+    sample. mask: [B, L] bool, True = real token."""
+    error = (model_output.float() - target.float()).pow(2).mean(-1)  # [B, L]
+    if mask is None:
+        return error.mean(-1)  # [B]
+    real = mask.to(error.dtype)
+    return (error * real).sum(-1) / real.sum(-1).clamp(min=1.0)
+
+
+def weighted_mean(
+    per_sample: Tensor, t: Tensor, scheduler: SchedulerMixin, min_snr_gamma: float | None = None
+) -> Tensor:
+    """[B] errors -> scalar: their batch mean, weighted by min-SNR-gamma when gamma is set."""
+    if min_snr_gamma is not None:
+        per_sample = per_sample * min_snr_weights(scheduler, t, min_snr_gamma).to(per_sample.device)
+    return per_sample.mean()
+
+
 def diffusion_loss(
     model_output: Tensor,
     target: Tensor,
@@ -134,12 +118,4 @@ def diffusion_loss(
 ) -> Tensor:
     """Mean squared error [B, L, C] -> scalar: per-sample mean over real tokens, then weighted
     batch mean (weights 1, or min-SNR-gamma). mask: [B, L] bool, True = real token."""
-    error = (model_output.float() - target.float()).pow(2).mean(-1)  # [B, L]
-    if mask is None:
-        per_sample = error.mean(-1)  # [B]
-    else:
-        real = mask.to(error.dtype)
-        per_sample = (error * real).sum(-1) / real.sum(-1).clamp(min=1.0)
-    if min_snr_gamma is not None:
-        per_sample = per_sample * min_snr_weights(scheduler, t, min_snr_gamma).to(error.device)
-    return per_sample.mean()
+    return weighted_mean(per_sample_error(model_output, target, mask), t, scheduler, min_snr_gamma)

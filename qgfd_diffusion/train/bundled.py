@@ -42,7 +42,7 @@ class BundledData:
 
     columns: dict[str, Any]
     features: Features
-    modality: str
+    modality: str  # an adapter modality: text, image, audio, video, tabular
     categorical_columns: tuple[str, ...] = field(default_factory=tuple)
     target_column: str | None = None
 
@@ -238,7 +238,7 @@ def _sklearn_table(
     else:
         features[TARGET_COLUMN] = Value("float64")
     columns[TARGET_COLUMN] = bunch.target.tolist()
-    return BundledData(columns, features, "table", categorical, TARGET_COLUMN)
+    return BundledData(columns, features, "tabular", categorical, TARGET_COLUMN)
 
 
 def read_iris() -> BundledData:

@@ -5,7 +5,11 @@ its adapter, dataset, steps, batch size and learning rate. The resolved config i
 every checkpoint and the final model.
 
     seed: 0
-    model: {preset: tiny, attention: qgfd, qgfd_alpha: 0.1}   # DiffusionConfig fields
+    model:                                  # DiffusionConfig: network fields + schedule
+      preset: tiny
+      attention: qgfd
+      qgfd: {alpha: 0.1, steps: 2}          # QGFDOptions (flat qgfd_* keys still accepted)
+      schedule: {num_train_timesteps: 1000, prediction_type: v_prediction}
     train: {mixed_precision: "no", ema_decay: 0.999, checkpoint_every: 50}
     phases:
       - name: text
@@ -19,12 +23,14 @@ every checkpoint and the final model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
-from ..models.config import DIFFUSION_PRESETS, DiffusionConfig
+from ..models.config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
 from ..sample.options import SampleSettings
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
@@ -78,7 +84,6 @@ class PhaseConfig:
     batch_size: int
     lr: float
     adapter_options: dict[str, Any] = field(default_factory=dict)
-    modality_id: int | None = None  # index into the backbone's modality embedding
     weight_decay: float = 0.0
     warmup_steps: int = 0
     cond_dropout: float | None = None  # None: the model's cond_dropout_prob
@@ -107,14 +112,13 @@ class TrainingConfig:
     min_snr_gamma: float | None = None
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
-    log_every: int = 1
     max_nonfinite: int = 10
     validation_batches: int = 2
     tensorboard: bool = True
 
     def __post_init__(self):
         _fraction("ema_decay", self.ema_decay)
-        for name in ("checkpoint_every", "keep_checkpoints", "log_every", "max_nonfinite"):
+        for name in ("checkpoint_every", "keep_checkpoints", "max_nonfinite"):
             _positive(name, getattr(self, name))
         if self.grad_clip is not None:
             _positive("grad_clip", self.grad_clip)
@@ -143,25 +147,57 @@ class RunConfig:
             ):
                 raise ValueError(f"phase {phase.name!r}: replay_phase must name an earlier phase")
 
+    def model_config(self) -> DiffusionConfig:
+        """The model config with ``num_modalities`` resolved: one per phase unless given."""
+        names = {phase.name for phase in self.phases}
+        if self.model.num_modalities is None:
+            return replace(self.model, num_modalities=len(names))
+        return self.model
+
     def to_dict(self) -> dict:
         return to_plain(self)
 
 
+# Keys of earlier configs that never did anything; dropped with a warning so old files load.
+RETIRED_KEYS = ("log_every", "modality_id")
+
+
 def resolve_model_section(data: dict) -> dict:
-    """``model: {preset: NAME, ...}`` -> the preset's fields overridden by the rest."""
+    """``model: {preset: NAME, ...}`` -> the preset's sizes overridden by the rest; flat seed
+    spellings (``qgfd_alpha``, ``num_timesteps``, ...) folded into ``qgfd`` / ``schedule``."""
     model = dict(data.get("model") or {})
     preset = model.pop("preset", None)
-    if preset is None:
-        return {**data, "model": model}
-    if preset not in DIFFUSION_PRESETS:
+    if preset is not None and preset not in DIFFUSION_PRESETS:
         raise ConfigError(
             "model.preset", f"must be one of {list(DIFFUSION_PRESETS)}, got {preset!r}"
         )
-    return {**data, "model": {**to_plain(DIFFUSION_PRESETS[preset]), **model}}
+    try:
+        model = fold_seed_spellings(model)
+    except ValueError as error:
+        raise ConfigError("model", str(error)) from None
+    sizes = DIFFUSION_PRESETS[preset] if preset is not None else {}
+    return {**data, "model": {**sizes, **model}}
+
+
+def drop_retired_keys(data: dict) -> dict:
+    """Remove ``RETIRED_KEYS`` (with a warning naming them), so configs written before load."""
+    data = copy.deepcopy(data)
+    phases = data.get("phases") if isinstance(data.get("phases"), list) else []
+    sections = [("train", data.get("train"))]
+    sections += [(f"phases[{i}]", phase) for i, phase in enumerate(phases)]
+    found = []
+    for where, section in sections:
+        for key in RETIRED_KEYS if isinstance(section, dict) else ():
+            if key in section:
+                del section[key]
+                found.append(f"{where}.{key}")
+    if found:
+        warnings.warn(f"ignoring retired config keys {found} (they had no effect)", stacklevel=3)
+    return data
 
 
 def run_config_from_dict(data: dict, overrides: list[str] | None = None) -> RunConfig:
-    data = apply_overrides(data, overrides or [])
+    data = drop_retired_keys(apply_overrides(data, overrides or []))
     return build_dataclass(RunConfig, resolve_model_section(data))
 
 

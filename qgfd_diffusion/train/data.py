@@ -3,11 +3,11 @@
 `load_dataset_source(source, ...)` returns a Hugging Face `datasets.Dataset` of RAW examples in
 a fixed schema per modality (adapters turn raw batches into latents, DESIGN.md section 5):
 
-    text   {"text": str}
-    image  {"image": float32 [C, H, W] in [0, 1], "label": int}   (label -1 when unknown)
-    audio  {"audio": float32 [T], "sampling_rate": int}           (mono)
-    video  {"video": float32 [F, C, H, W] in [0, 1]}
-    table  {column: value, ...}                                   (one row per example)
+    text     {"text": str}
+    image    {"image": float32 [C, H, W] in [0, 1], "label": int}   (label -1 when unknown)
+    audio    {"audio": float32 [T], "sampling_rate": int}           (mono)
+    video    {"video": float32 [F, C, H, W] in [0, 1]}
+    tabular  {column: value, ...}                                   (one row per example)
 
 Sources (`SOURCES`): "hub" (`datasets.load_dataset`), "files" (local files through the datasets
 builders "text", "csv", "imagefolder", "audiofolder") and "bundled" (real data shipped inside
@@ -18,7 +18,12 @@ Metadata: `dataset.info.description` holds a JSON object (read it with `dataset_
 {"source", "name", "modality", "categorical_columns", "target_column"}. It lives in the dataset
 info, so it survives `shuffle`, `select`, `train_test_split` and `save_to_disk`.
 `categorical_columns` lists the table columns to encode as categories (ClassLabel, string,
-bool and integer-coded columns); every other table column is numeric.
+bool and integer-coded columns); every other table column is numeric. Datasets saved before
+the tabular modality got its name say "table": `dataset_metadata` reads it as "tabular".
+
+Modalities are those of the registered adapters (`qgfd_diffusion.adapters.modalities()`); each
+adapter class declares the collate function of its modality (raw examples -> the raw batch its
+`prepare_batch` / `encode` take), found by `collate_for(modality)`.
 
 Batching: `make_dataloader` builds a `ResumableDataLoader` whose `ResumableSampler` draws one
 seeded permutation per epoch. Its state {"seed", "epoch", "position", ...} is counted when a
@@ -44,11 +49,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from qgfd_diffusion.adapters import collate_for, modalities
+from qgfd_diffusion.adapters.image import NO_LABEL
 from qgfd_diffusion.train.bundled import BUNDLED_SOURCES, BundledData
 
-MODALITIES = ("text", "image", "audio", "video", "table")
 FILE_FORMATS = ("text", "csv", "imagefolder", "audiofolder")
-NO_LABEL = -1
+OLD_MODALITY_NAMES = {"table": "tabular"}  # old spelling -> modality
 _GLOB_CHARS = frozenset("*?[")
 _FEATURE_MODALITY = {datasets.Image: "image", datasets.Audio: "audio"}
 
@@ -60,13 +66,22 @@ def _describe(dataset: datasets.Dataset, **fields: Any) -> datasets.Dataset:
     return dataset
 
 
+def _modality_name(modality: str | None) -> str | None:
+    """A modality as stored or configured -> its current name (old spelling "table": "tabular")."""
+    return OLD_MODALITY_NAMES.get(modality, modality)
+
+
 def dataset_metadata(dataset: datasets.Dataset) -> dict[str, Any]:
     """The metadata written by `load_dataset_source` ({} for a dataset it did not build)."""
     try:
         meta = json.loads(dataset.info.description or "{}")
     except json.JSONDecodeError:
         return {}
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return {}
+    if "modality" in meta:
+        meta["modality"] = _modality_name(meta["modality"])
+    return meta
 
 
 def _check_choice(field_name: str, value: str | None, allowed: Mapping[str, Any] | tuple) -> str:
@@ -193,7 +208,7 @@ SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
 # ------------------------------------------------------- schema for hub and files datasets
 def _infer_modality(dataset: datasets.Dataset, column: str | None, format: str | None) -> str:
     """Modality from the data column's feature type: Image, Audio (or an audiofolder path)
-    or string; without a column, the first Image/Audio column, a "text" column, else table."""
+    or string; without a column, the first Image/Audio column, a "text" column, else tabular."""
     if format == "audiofolder":
         return "audio"
     features = dataset.features
@@ -210,7 +225,7 @@ def _infer_modality(dataset: datasets.Dataset, column: str | None, format: str |
     for feature in features.values():
         if type(feature) in _FEATURE_MODALITY:
             return _FEATURE_MODALITY[type(feature)]
-    return "text" if "text" in features else "table"
+    return "text" if "text" in features else "tabular"
 
 
 def _data_column(dataset: datasets.Dataset, modality: str, column: str | None) -> str:
@@ -278,7 +293,7 @@ def _to_schema(
 ) -> datasets.Dataset:
     """Rename the data column (and label) to the schema names, drop the rest, and decode
     images/audio on access (`set_transform`, lazily, so big datasets are not rewritten)."""
-    if modality == "table":
+    if modality == "tabular":
         return dataset
     keep = {_data_column(dataset, modality, column): modality}
     if modality == "image" and (label_column or "label" in dataset.features):
@@ -307,10 +322,10 @@ def _normalise(
             raise ValueError(
                 f"column {wanted!r} not in dataset; columns: {', '.join(dataset.features)}"
             )
-    modality = modality or _infer_modality(dataset, column, format)
-    _check_choice("modality", modality, MODALITIES)
-    categorical = _categorical_columns(dataset.features) if modality == "table" else []
-    target = label_column if modality == "table" else None
+    modality = _modality_name(modality) or _infer_modality(dataset, column, format)
+    _check_choice("modality", modality, modalities())
+    categorical = _categorical_columns(dataset.features) if modality == "tabular" else []
+    target = label_column if modality == "tabular" else None
     dataset = _to_schema(dataset, modality, column, label_column)
     return _describe(
         dataset,
@@ -349,7 +364,8 @@ def load_dataset_source(
         max_items: keep the first `max_items` examples after shuffling.
         seed: seed of that shuffle.
         options: bundled reader options (e.g. clip_seconds=0.5 for "speech"); `modality` to
-            override inference for hub/files; anything else goes to `datasets.load_dataset`.
+            override inference for hub/files (an adapter modality; "table" is read as
+            "tabular"); anything else goes to `datasets.load_dataset`.
     """
     loader = SOURCES[_check_choice("data source", source, SOURCES)]
     modality = options.pop("modality", None) if source != "bundled" else None
@@ -376,52 +392,6 @@ def split_train_validation(
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     parts = dataset.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
-
-
-# -------------------------------------------------------------------------------------- collate
-def collate_text(examples: list[dict[str, Any]]) -> list[str]:
-    return [example["text"] for example in examples]
-
-
-def collate_image(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """-> {"images": float32 [B, C, H, W] in [0, 1], "labels": int64 [B]} (the image adapters'
-    batch keys; label -1 = unlabelled)."""
-    pixels = np.stack([np.asarray(example["image"], dtype=np.float32) for example in examples])
-    labels = [int(example.get("label", NO_LABEL)) for example in examples]
-    return {"images": torch.from_numpy(pixels), "labels": torch.tensor(labels)}
-
-
-def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """-> {"waveforms": list of float32 [T] arrays (lengths may differ), "sampling_rate": int}
-    (the audio adapter's batch keys)."""
-    rates = {int(example["sampling_rate"]) for example in examples}
-    if len(rates) != 1:
-        raise ValueError(f"one batch mixes sampling rates {sorted(rates)}; resample first")
-    return {
-        "waveforms": [np.asarray(example["audio"], dtype=np.float32) for example in examples],
-        "sampling_rate": rates.pop(),
-    }
-
-
-def collate_video(examples: list[dict[str, Any]]) -> torch.Tensor:
-    """-> float32 [B, F, C, H, W]."""
-    return torch.from_numpy(np.stack([np.asarray(e["video"], dtype=np.float32) for e in examples]))
-
-
-def collate_table(examples: list[dict[str, Any]]) -> Any:
-    """-> pandas DataFrame, one row per example, columns in dataset order."""
-    import pandas
-
-    return pandas.DataFrame.from_records(examples)
-
-
-COLLATE_FNS: dict[str, Callable[[list[dict[str, Any]]], Any]] = {
-    "text": collate_text,
-    "image": collate_image,
-    "audio": collate_audio,
-    "video": collate_video,
-    "table": collate_table,
-}
 
 
 # ----------------------------------------------------------------------------- resumable order
@@ -513,8 +483,9 @@ def make_dataloader(
     drop_last: bool = True,
     num_workers: int = 0,
 ) -> ResumableDataLoader:
-    """A resumable loader whose batches are the raw batch of `modality` (see `COLLATE_FNS`)."""
-    collate = COLLATE_FNS[_check_choice("modality", modality, COLLATE_FNS)]
+    """A resumable loader whose batches are the raw batch of `modality`: the collate function
+    its adapters declare (`collate_for`; unknown modalities raise, listing the known ones)."""
+    collate = collate_for(modality)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import datasets
 import torch
@@ -37,7 +36,7 @@ FIT_SEED_OFFSET = 7919  # the fitting loader's seed, apart from the training loa
 class PhaseData:
     train: datasets.Dataset
     validation: datasets.Dataset
-    modality: str  # the data layer's modality name: text, image, audio, video, table
+    modality: str  # the adapters' data modality: text, image, audio, video, tabular
 
 
 def load_source(data: DataConfig, seed: int, *, limit: bool = True) -> datasets.Dataset:
@@ -100,7 +99,7 @@ def fit_adapter(adapter: ModalityAdapter, phase: PhaseConfig, data: PhaseData, s
     loader = make_dataloader(
         data.train, data.modality, phase.batch_size, seed=seed + FIT_SEED_OFFSET
     )
-    batches = (raw_for_adapter(adapter, raw) for raw in infinite_batches(loader))
+    batches = (adapter.prepare_batch(raw) for raw in infinite_batches(loader))
     with torch.random.fork_rng(devices=[]):  # fitting leaves the global RNG as it found it
         torch.manual_seed(seed + FIT_SEED_OFFSET)
         adapter.fit_latent_stats(list(islice(batches, STATS_BATCHES)))
@@ -109,10 +108,3 @@ def fit_adapter(adapter: ModalityAdapter, phase: PhaseConfig, data: PhaseData, s
             adapter.fit_decoder(
                 list(islice(batches, min(phase.fit_steps, FIT_BATCHES))), steps=phase.fit_steps
             )
-
-
-def raw_for_adapter(adapter: ModalityAdapter, raw: Any) -> Any:
-    """The data layer's batch -> what the adapter takes (labels only where it uses them)."""
-    if isinstance(raw, dict) and "labels" in raw and adapter.condition_dim is None:
-        return {key: value for key, value in raw.items() if key != "labels"}
-    return raw

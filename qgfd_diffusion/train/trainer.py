@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from ..attention.kernels import set_qgfd_step
 from ..latents import LatentLayout
-from ..models.multimodal import SharedQGFDDiffusionModel, denoising_loss, draw_training_noise
+from ..models.multimodal import SharedQGFDDiffusionModel
+from ..schedules.objective import DiffusionObjective
 from .checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -48,7 +49,7 @@ from .checkpoint import (
 from .config import PhaseConfig, RunConfig, run_config_from_dict
 from .data import infinite_batches, make_dataloader
 from .logs import MetricsLog
-from .phases import PhaseData, build_phase_adapter, load_phase_data, raw_for_adapter
+from .phases import PhaseData, build_phase_adapter, load_phase_data
 
 VALIDATION_SEED_OFFSET = 10_000  # validation noise is drawn apart from the training stream
 
@@ -95,7 +96,8 @@ class Trainer:
         )
         self.checkpoint = self._prepare_output_dir(resume)
         _seed_everything(config.seed)
-        self.model = SharedQGFDDiffusionModel(config.model)
+        self.model = SharedQGFDDiffusionModel(config.model_config())
+        self.objective = DiffusionObjective(config.model.schedule, config.train.min_snr_gamma)
         self.backbone = self.accelerator.prepare(self.model.backbone)
         self.ema = EMAModel(
             self.model.backbone.parameters(), decay=config.train.ema_decay, use_ema_warmup=True
@@ -216,29 +218,21 @@ class Trainer:
 
     def _train_step(self, name: str, raw: Any, run: PhaseRun) -> tuple[float, float, int] | None:
         """Forward, backward, clip, step; None (and nothing updated) when it is not finite."""
-        adapter = self.model.adapters[name]
-        batch = self.model.to_shared(name, adapter.encode(raw_for_adapter(adapter, raw)))
-        x0 = batch.latents  # [B_global, L, C]
+        batch = self.model.encode(name, self.model.adapters[name].prepare_batch(raw))
         dropout = run.config.cond_dropout
-        draws = draw_training_noise(
-            self.model.scheduler,
-            tuple(x0.shape),
+        draws = self.objective.draw(
+            batch,
             generator=self.generator,
-            device=x0.device,
-            dtype=x0.dtype,
-            has_condition=batch.cond_tokens is not None,
             cond_dropout=self.config.model.cond_dropout_prob if dropout is None else dropout,
         )
-        shard = self._shard(x0.shape[0])
+        shard = self._shard(batch.latents.shape[0])
         with self.accelerator.autocast():
-            loss = denoising_loss(
+            loss = self.objective.loss(
                 self.backbone,
-                self.model.scheduler,
                 batch.select(shard),
                 draws.shard(shard),
                 modality=self.model.modality_id(name),
-                min_snr_gamma=self.config.train.min_snr_gamma,
-            )
+            ).loss
         global_loss = self.accelerator.reduce(loss.detach(), reduction="mean")
         if not torch.isfinite(global_loss):
             return self._skip_nonfinite(run, "loss")
@@ -249,7 +243,7 @@ class Trainer:
             return self._skip_nonfinite(run, "gradient")
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
-        return float(global_loss), float(grad_norm), int(x0.shape[0])
+        return float(global_loss), float(grad_norm), int(batch.latents.shape[0])
 
     def _shard(self, global_batch: int) -> slice:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -305,26 +299,14 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed + VALIDATION_SEED_OFFSET + index)
         adapter, losses = self.model.adapters[phase.name], []
         for raw, _ in zip(loader, range(batches), strict=False):  # at most `batches`
-            batch = self.model.to_shared(phase.name, adapter.encode(raw_for_adapter(adapter, raw)))
-            draws = draw_training_noise(
-                self.model.scheduler,
-                tuple(batch.latents.shape),
+            batch = self.model.encode(phase.name, adapter.prepare_batch(raw))
+            output = self.objective(
+                self.model.backbone,
+                batch,
                 generator=generator,
-                device=batch.latents.device,
-                dtype=batch.latents.dtype,
-                has_condition=False,
+                modality=self.model.modality_id(phase.name),
             )
-            losses.append(
-                float(
-                    denoising_loss(
-                        self.model.backbone,
-                        self.model.scheduler,
-                        batch,
-                        draws,
-                        modality=self.model.modality_id(phase.name),
-                    )
-                )
-            )
+            losses.append(float(output.loss))
         return float(np.mean(losses)) if losses else float("nan")
 
     # -- checkpoints ------------------------------------------------------------------------

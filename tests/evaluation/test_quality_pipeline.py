@@ -184,8 +184,8 @@ def test_quick_study_compares_attention_kinds(run_quick):
     variants = (
         "[{name: sdpa, set: [run.model.attention=sdpa]}, "
         "{name: heat, set: [run.model.attention=heat]}, "
-        "{name: qgfd a=0.1, set: [run.model.attention=qgfd, run.model.qgfd_alpha=0.1]}, "
-        "{name: qgfd a=0.3, set: [run.model.attention=qgfd, run.model.qgfd_alpha=0.3]}]"
+        "{name: qgfd a=0.1, set: [run.model.attention=qgfd, run.model.qgfd.alpha=0.1]}, "
+        "{name: qgfd a=0.3, set: [run.model.attention=qgfd, run.model.qgfd.alpha=0.3]}]"
     )
     result, folder = run_quick("study", "--set", f"variants={variants}")
     check_files(result, folder)

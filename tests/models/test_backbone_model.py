@@ -58,17 +58,19 @@ def test_save_and_load_round_trip_exactly(tmp_path, kind):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
     loaded = QGFDDiffusionBackbone.from_pretrained(tmp_path).eval()
-    assert loaded.diffusion_config == model.diffusion_config
+    assert loaded.network_config == model.network_config
     x, t, cond, cond_mask = inputs()
     assert torch.equal(model(x, t, cond, cond_mask), loaded(x, t, cond, cond_mask))
 
 
-def test_init_signature_is_the_config_fields():
+def test_init_signature_is_the_network_fields():
     params = list(inspect.signature(QGFDDiffusionBackbone.__init__).parameters)[1:]
-    assert params == DiffusionConfig.field_names()
-    cfg = DiffusionConfig.preset("tiny", attention="difformer")
-    model = QGFDDiffusionBackbone.from_diffusion_config(cfg)
-    assert model.diffusion_config == cfg and model.config.attention == "difformer"
+    assert params == DiffusionConfig.network_field_names()
+    assert "schedule" not in params and "num_timesteps" not in params
+    cfg = DiffusionConfig.preset("tiny", attention="difformer", num_modalities=2)
+    model = QGFDDiffusionBackbone(cfg)
+    assert model.network_config == cfg.network_only() and model.config.attention == "difformer"
+    assert QGFDDiffusionBackbone.from_diffusion_config(cfg).network_config == cfg.network_only()
     with pytest.raises(ValueError, match="attention must be one of"):
         QGFDDiffusionBackbone(attention="flash")
 

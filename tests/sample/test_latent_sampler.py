@@ -13,9 +13,17 @@ from qgfd_diffusion.sample import (
     make_scheduler,
     sample_latents,
 )
+from qgfd_diffusion.schedules import NoiseScheduleConfig
 
 SHAPE = (2, 8, 4)
 STEPS = 6
+
+
+SCHEDULE = NoiseScheduleConfig(num_train_timesteps=1000, prediction_type="v_prediction")
+
+
+def ddim():
+    return make_scheduler("ddim", NoiseScheduleConfig())
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,9 @@ def noise(seed: int = 0) -> torch.Tensor:
 
 def test_ddim_eta0_equals_a_hand_written_loop(backbone):
     x_T = noise()
-    sampled = sample_latents(backbone, latents=x_T, num_inference_steps=STEPS, progress=False)
+    sampled = sample_latents(
+        backbone, ddim(), latents=x_T, num_inference_steps=STEPS, progress=False
+    )
     scheduler = DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
     scheduler.set_timesteps(STEPS)
     x = x_T.clone()
@@ -50,6 +60,7 @@ def test_ddim_with_eta_is_reproducible_per_generator(backbone):
     def run(seed):
         return sample_latents(
             backbone,
+            ddim(),
             shape=SHAPE,
             eta=1.0,
             num_inference_steps=STEPS,
@@ -62,6 +73,7 @@ def test_ddim_with_eta_is_reproducible_per_generator(backbone):
     same_start = [
         sample_latents(
             backbone,
+            ddim(),
             latents=noise(),
             eta=1.0,
             num_inference_steps=STEPS,
@@ -75,7 +87,7 @@ def test_ddim_with_eta_is_reproducible_per_generator(backbone):
 
 @pytest.mark.parametrize("name", ["dpm++", "euler"])
 def test_other_schedulers_run_and_stay_finite(backbone, name):
-    scheduler = make_scheduler(name, backbone)
+    scheduler = make_scheduler(name, SCHEDULE)
     if name == "euler":
         assert scheduler.init_noise_sigma > 1  # the sampler must scale x_T by it
     out = sample_latents(
@@ -93,9 +105,9 @@ def test_other_schedulers_run_and_stay_finite(backbone, name):
 
 @pytest.mark.parametrize("name", sorted(SAMPLING_SCHEDULERS))
 def test_every_registered_scheduler_matches_the_training_schedule(backbone, name):
-    scheduler = make_scheduler(name, backbone)
-    assert scheduler.config.num_train_timesteps == backbone.config.num_timesteps
-    assert scheduler.config.prediction_type == backbone.config.prediction_type
+    scheduler = make_scheduler(name, SCHEDULE)
+    assert scheduler.config.num_train_timesteps == SCHEDULE.num_train_timesteps
+    assert scheduler.config.prediction_type == SCHEDULE.prediction_type
     out = sample_latents(
         backbone,
         scheduler,
@@ -109,7 +121,7 @@ def test_every_registered_scheduler_matches_the_training_schedule(backbone, name
 
 def test_unknown_scheduler_lists_the_names(backbone):
     with pytest.raises(ValueError, match="scheduler must be one of.*'ddim'.*'euler'"):
-        make_scheduler("k-lms", backbone)
+        make_scheduler("k-lms", SCHEDULE)
 
 
 def test_guidance_scale_one_equals_the_conditional_prediction(backbone):
@@ -130,6 +142,13 @@ def test_guidance_scale_one_equals_the_conditional_prediction(backbone):
 
 def test_start_needs_exactly_one_of_shape_and_latents(backbone):
     with pytest.raises(ValueError, match="exactly one of shape"):
-        sample_latents(backbone, progress=False)
+        sample_latents(backbone, ddim(), progress=False)
     with pytest.raises(ValueError, match="exactly one of shape"):
-        sample_latents(backbone, shape=SHAPE, latents=noise(), progress=False)
+        sample_latents(backbone, ddim(), shape=SHAPE, latents=noise(), progress=False)
+
+
+def test_the_scheduler_must_come_from_the_noise_schedule(backbone):
+    with pytest.raises(TypeError, match="make_scheduler"):
+        sample_latents(backbone, None, shape=SHAPE, progress=False)
+    with pytest.raises(TypeError, match="NoiseScheduleConfig"):
+        make_scheduler("ddim", backbone)  # the backbone never holds the schedule

@@ -1,4 +1,5 @@
-"""Sample writers: files per kind read back, byte-identical reruns, latents round trip, errors."""
+"""Sample writers: files per modality read back, byte-identical reruns, latents round trip,
+errors; the writer and the default condition come from the adapter's declarations."""
 
 import hashlib
 import math
@@ -12,16 +13,20 @@ import soundfile as sf
 import torch
 from PIL import Image, ImageSequence
 
-from qgfd_diffusion.sample.writers import (
-    ADAPTER_KINDS,
-    GIF_FRAME_MS,
-    GRID_PADDING,
-    WRITERS,
-    kind_of,
-    read_latents,
-    write_decoded,
-    write_latents,
+from qgfd_diffusion.adapters import (
+    ADAPTERS,
+    ModalityAdapter,
+    PatchImageAdapter,
+    PatchImageConfig,
+    modalities,
+    register_adapter,
+    unregister_adapter,
+    writer_for,
 )
+from qgfd_diffusion.adapters.files import GRID_PADDING
+from qgfd_diffusion.adapters.video import GIF_FRAME_MS
+from qgfd_diffusion.sample.run import default_condition
+from qgfd_diffusion.sample.writers import read_latents, write_decoded, write_latents
 
 B, K_IMG, H, W, T = 3, 3, 6, 5, 4
 RATE = 8000
@@ -39,7 +44,7 @@ def _pixels(path: Path) -> np.ndarray:
 
 
 def _decoded(kind: str):
-    """A small decoded batch of each kind, as the adapters return them."""
+    """A small decoded batch of each modality, as the adapters return them."""
     generator = torch.Generator().manual_seed(1)
     if kind == "image":
         return _levels((B, K_IMG, H, W))
@@ -49,7 +54,7 @@ def _decoded(kind: str):
         return ["hello world", "two\nlines", "ünïcode ✓"]
     if kind == "audio":
         return [torch.rand(n, generator=generator) * 2 - 1 for n in (100, 37, 64)]
-    if kind == "table":
+    if kind == "tabular":
         return pd.DataFrame({"x": [0.1, -2.5, 1e-3], "city": ["a", "b", "c"], "n": [1, 2, 3]})
     raise AssertionError(kind)
 
@@ -155,14 +160,14 @@ def test_video_rgb_gif_frame_count(tmp_path):
         assert gif.n_frames == T
 
 
-def test_table_csv_round_trip(tmp_path):
-    table = _decoded("table")
-    (path,) = _write(tmp_path, "table", table)
+def test_tabular_csv_round_trip(tmp_path):
+    table = _decoded("tabular")
+    (path,) = _write(tmp_path, "tabular", table)
     assert path == tmp_path / "samples.csv"
     pd.testing.assert_frame_equal(pd.read_csv(path), table, check_exact=False, rtol=1e-7)
 
 
-@pytest.mark.parametrize("kind", sorted(WRITERS))
+@pytest.mark.parametrize("kind", modalities())
 def test_same_input_same_bytes(tmp_path, kind):
     def digests(folder: Path) -> dict[str, str]:
         files = _write(folder, kind)
@@ -209,8 +214,8 @@ def test_write_latents_rejects_bad_input(tmp_path, metadata, mask, match):
         write_latents(tmp_path / "x.safetensors", torch.zeros(2, 5, 4), metadata, mask=mask)
 
 
-def test_unknown_kind_lists_allowed(tmp_path):
-    with pytest.raises(ValueError, match="allowed: .*'image'.*'video'"):
+def test_unknown_modality_lists_allowed(tmp_path):
+    with pytest.raises(ValueError, match="unknown modality 'hologram'; allowed: .*image.*video"):
         write_decoded(tmp_path, "hologram", [])
 
 
@@ -229,7 +234,7 @@ def test_unknown_kind_lists_allowed(tmp_path):
         ("text", ["ok", 3], {}, "text sample 1"),
         ("audio", [torch.zeros(4)], {}, "sampling_rate"),
         ("audio", [torch.zeros(2, 4)], {"sampling_rate": RATE}, "audio sample 0"),
-        ("table", {"x": [1]}, {}, "DataFrame"),
+        ("tabular", {"x": [1]}, {}, "DataFrame"),
     ],
 )
 def test_bad_input_raises(tmp_path, kind, decoded, kwargs, match):
@@ -237,15 +242,70 @@ def test_bad_input_raises(tmp_path, kind, decoded, kwargs, match):
         write_decoded(tmp_path, kind, decoded, **kwargs)
 
 
-def test_kind_of_maps_adapter_names():
-    assert set(ADAPTER_KINDS.values()) == set(WRITERS)
-    assert kind_of(SimpleNamespace(name="patch_image")) == "image"
-    assert kind_of(SimpleNamespace(name="tabular")) == "table"
-    with pytest.raises(ValueError, match="known adapter names"):
-        kind_of(SimpleNamespace(name="smell"))
+def test_each_adapter_writes_with_the_writer_it_declares():
+    assert {cls.modality for cls in ADAPTERS.values()} == set(modalities())
+    for cls in ADAPTERS.values():
+        assert writer_for(cls.modality) is cls.writer
+    assert PatchImageAdapter.writer is ADAPTERS["image"].writer  # one modality, one writer
 
 
-def test_adapter_registry_names_all_have_a_kind():
-    from qgfd_diffusion.adapters.base import ADAPTERS
+def test_decoded_adapter_output_writes_under_its_modality(tmp_path):
+    adapter = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2, channels=1))
+    images = _levels((2, 1, 4, 4))
+    decoded = adapter.decode(adapter.encode(images).latents)
+    files = write_decoded(tmp_path, adapter.modality, decoded)
+    assert files[0] == tmp_path / "samples.png" and len(files) == 3
+    np.testing.assert_array_equal(_pixels(files[1]), (images[0, 0] * 255).round().numpy())
 
-    assert set(ADAPTERS) <= set(ADAPTER_KINDS)
+
+def _write_smells(out_dir: Path, decoded, options) -> list[Path]:
+    path = out_dir / "smells.txt"
+    path.write_text(" ".join(decoded))
+    return [path]
+
+
+class _SmellAdapter(ModalityAdapter):
+    """A throwaway modality: only its declarations matter here."""
+
+    modality = "smell"
+    collate = staticmethod(list)
+    writer = staticmethod(_write_smells)
+
+    def encode_features(self, batch):
+        raise NotImplementedError
+
+
+def test_write_decoded_reaches_a_newly_registered_modality(tmp_path):
+    register_adapter("smell_writer_test")(_SmellAdapter)
+    try:
+        (path,) = write_decoded(tmp_path, "smell", ["rose", "smoke"])
+        assert path.read_text() == "rose smoke"
+    finally:
+        unregister_adapter("smell_writer_test")
+    with pytest.raises(ValueError, match="unknown modality 'smell'"):
+        write_decoded(tmp_path, "smell", ["rose"])
+
+
+def _model(adapter) -> SimpleNamespace:
+    return SimpleNamespace(adapters={"phase": adapter}, cond_maps={"phase": None})
+
+
+@pytest.mark.parametrize(
+    ("condition_kind", "condition_dim", "expected"),
+    [("label", 3, [0, 1, 2, 0, 1]), ("label", None, None), ("prompt", 8, None), (None, 3, None)],
+)
+def test_default_condition_cycles_classes_of_label_adapters(
+    condition_kind, condition_dim, expected
+):
+    adapter = SimpleNamespace(condition_kind=condition_kind, condition_dim=condition_dim)
+    condition = default_condition(_model(adapter), "phase", 5)
+    assert (None if condition is None else condition.tolist()) == expected
+    no_map = SimpleNamespace(adapters={"phase": adapter}, cond_maps={})
+    assert default_condition(no_map, "phase", 5) is None
+
+
+def test_default_condition_of_registered_adapters():
+    labelled = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2, num_classes=2))
+    assert default_condition(_model(labelled), "phase", 3).tolist() == [0, 1, 0]
+    unlabelled = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2))
+    assert default_condition(_model(unlabelled), "phase", 3) is None

@@ -4,14 +4,12 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from qgfd_diffusion.models import DiffusionConfig
+from qgfd_diffusion.compat import DDPMBetaSchedule, q_sample
 from qgfd_diffusion.schedules import (
-    DDPMBetaSchedule,
+    NoiseScheduleConfig,
     diffusion_loss,
-    make_training_scheduler,
     min_snr_weights,
     predict_x0,
-    q_sample,
     snr,
     training_target,
 )
@@ -28,10 +26,8 @@ def batch(seed: int = 0):
 @pytest.mark.parametrize("beta_schedule", BETAS)
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)
 def test_every_target_converts_back_to_x0(prediction_type, beta_schedule):
-    cfg = DiffusionConfig.preset(
-        "tiny", prediction_type=prediction_type, beta_schedule=beta_schedule
-    )
-    scheduler = make_training_scheduler(cfg)
+    schedule = NoiseScheduleConfig(prediction_type=prediction_type, beta_schedule=beta_schedule)
+    scheduler = schedule.training_scheduler()
     x0, noise = batch()
     t = torch.tensor([0, 10, 500, 999])
     x_t = scheduler.add_noise(x0, noise, t)
@@ -46,9 +42,7 @@ def test_every_target_converts_back_to_x0(prediction_type, beta_schedule):
 
 
 def test_v_target_matches_diffusers_velocity():
-    scheduler = make_training_scheduler(
-        DiffusionConfig.preset("tiny", prediction_type="v_prediction")
-    )
+    scheduler = NoiseScheduleConfig(prediction_type="v_prediction").training_scheduler()
     x0, noise = batch()
     t = torch.tensor([3, 100, 700, 999])
     assert torch.allclose(
@@ -125,5 +119,5 @@ def test_q_sample_draws_noise_from_the_generator():
 def test_schedule_rejects_bad_choices():
     with pytest.raises(ValueError, match="beta_schedule must be one of"):
         DDPMBetaSchedule(10, "cosine")
-    with pytest.raises(ValueError, match="num_timesteps must be an int >= 1"):
+    with pytest.raises(ValueError, match="num_train_timesteps must be an int >= 1"):
         DDPMBetaSchedule(0)

@@ -34,7 +34,7 @@ def _short_phases(config_path: Path) -> list[str]:
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
 def test_every_config_validates(name):
     config = load_run_config(CONFIGS / f"{name}.yaml")
-    assert config.phases and config.model.num_modalities >= len(config.phases)
+    assert config.phases and config.model_config().num_modalities >= len(config.phases)
 
 
 @pytest.mark.slow

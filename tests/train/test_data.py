@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from qgfd_diffusion.adapters import ModalityAdapter, register_adapter, unregister_adapter
 from qgfd_diffusion.train.bundled import BUNDLED_SOURCES
 from qgfd_diffusion.train.data import (
     SOURCES,
@@ -108,7 +109,7 @@ def test_tables_have_named_columns_and_target(name, rows, columns, categorical):
     dataset = bundled(name)
     assert (len(dataset), len(dataset.column_names)) == (rows, columns)
     meta = dataset_metadata(dataset)
-    assert meta["modality"] == "table" and meta["target_column"] == "target"
+    assert meta["modality"] == "tabular" and meta["target_column"] == "target"
     assert meta["categorical_columns"] == categorical
     assert json.loads(dataset.info.description) == meta
     row = dataset[0]
@@ -153,9 +154,10 @@ def test_csv_files_as_table_and_as_text(tmp_path):
         {"size": [1.5, 2.0, 3.25], "colour": ["red", "blue", "red"], "line": ["a b", "c d", "e f"]}
     ).to_csv(path, index=False)
     table = load_dataset_source(
-        "files", files=[str(path)], format="csv", label_column="size", modality="table"
+        "files", files=[str(path)], format="csv", label_column="size", modality="tabular"
     )
     meta = dataset_metadata(table)
+    assert meta["modality"] == "tabular"
     assert meta["categorical_columns"] == ["colour", "line"] and meta["target_column"] == "size"
     assert len(table) == 3
     text = load_dataset_source("files", files=[str(path)], format="csv", column="line")
@@ -256,7 +258,7 @@ def test_hub_needs_a_name():
         ("shakespeare", "text"),
         ("speech", "audio"),
         ("clips", "video"),
-        ("wine", "table"),
+        ("wine", "tabular"),
     ],
 )
 def test_collate_types_and_shapes(name, modality):
@@ -280,8 +282,55 @@ def test_collate_types_and_shapes(name, modality):
 
 
 def test_unknown_modality_lists_modalities():
-    with pytest.raises(ValueError, match="audio, image, table, text, video"):
+    with pytest.raises(
+        ValueError, match="unknown modality 'graph'; allowed: audio, image, tabular, text, video"
+    ):
         make_dataloader(bundled("iris"), "graph", batch_size=2, seed=0)
+
+
+def _collate_smells(examples: list[dict]) -> list[str]:
+    return [example["text"].upper() for example in examples]
+
+
+class _SmellAdapter(ModalityAdapter):
+    """A throwaway modality: only its declarations matter here."""
+
+    modality = "smell"
+    collate = staticmethod(_collate_smells)
+    writer = staticmethod(lambda out_dir, decoded, options: [])
+
+    def encode_features(self, batch):
+        raise NotImplementedError
+
+
+def test_collation_comes_from_the_adapter_registry():
+    dataset = datasets.Dataset.from_dict({"text": ["rose", "smoke"]})
+    register_adapter("smell_data_test")(_SmellAdapter)
+    try:
+        loader = make_dataloader(dataset, "smell", batch_size=2, seed=0, shuffle=False)
+        assert next(iter(loader)) == ["ROSE", "SMOKE"]
+    finally:
+        unregister_adapter("smell_data_test")
+    with pytest.raises(ValueError, match="unknown modality 'smell'"):
+        make_dataloader(dataset, "smell", batch_size=2, seed=0)
+
+
+def test_old_table_spelling_still_loads(tmp_path):
+    """Datasets saved while the modality was called "table" load as "tabular"."""
+    old = datasets.Dataset.from_dict({"x": [0.5, 1.5], "target": [0, 1]})
+    old.info.description = json.dumps(
+        {"source": "files", "name": "csv", "modality": "table", "categorical_columns": []}
+    )
+    old.save_to_disk(str(tmp_path / "saved"))
+    loaded = datasets.load_from_disk(str(tmp_path / "saved"))
+    meta = dataset_metadata(loaded)
+    assert meta["modality"] == "tabular" and meta["name"] == "csv"
+    batch = next(iter(make_dataloader(loaded, meta["modality"], batch_size=2, seed=0)))
+    assert isinstance(batch, pd.DataFrame) and batch.shape == (2, 2)
+    path = tmp_path / "rows.csv"
+    pd.DataFrame({"x": [1.0, 2.0]}).to_csv(path, index=False)
+    table = load_dataset_source("files", files=[str(path)], format="csv", modality="table")
+    assert dataset_metadata(table)["modality"] == "tabular"
 
 
 # ---------------------------------------------------------------------------------- resumable

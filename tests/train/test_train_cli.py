@@ -244,9 +244,19 @@ def test_config_mutations_are_rejected_naming_the_dotted_path(mutation, path):
 
 def test_overrides_reach_the_config_and_bad_ones_are_named():
     config = run_config_from_dict(
-        load_yaml(SMOKE), ["phases.1.steps=7", "seed=3", "model.qgfd_alpha=0.2"]
+        load_yaml(SMOKE), ["phases.1.steps=7", "seed=3", "model.qgfd.alpha=0.2"]
     )
-    assert config.phases[1].steps == 7 and config.seed == 3 and config.model.qgfd_alpha == 0.2
+    assert config.phases[1].steps == 7 and config.seed == 3 and config.model.qgfd.alpha == 0.2
+    seed_spelling = run_config_from_dict(load_yaml(SMOKE), ["model.qgfd_alpha=0.2"])
+    assert seed_spelling.model == config.model  # flat seed keys fold into model.qgfd
+    schedule = run_config_from_dict(load_yaml(SMOKE), ["model.schedule.num_train_timesteps=40"])
+    assert schedule.model.schedule.num_train_timesteps == 40
+    with pytest.raises(ConfigError, match=r"set schedule.num_train_timesteps only"):
+        run_config_from_dict(load_yaml(SMOKE), ["model.num_timesteps=40"])  # and in the file
+    with pytest.raises(ConfigError, match=r"model.qgfd.alpha: must be in \[0.0, 1.0\]"):
+        run_config_from_dict(load_yaml(SMOKE), ["model.qgfd.alpha=1.5"])
+    with pytest.raises(ConfigError, match=r"model.qgfd.alpah: unknown key"):
+        run_config_from_dict(load_yaml(SMOKE), ["model.qgfd.alpah=0.5"])
     with pytest.raises(ConfigError, match=r"phases.9: list index must be 0..1"):
         run_config_from_dict(load_yaml(SMOKE), ["phases.9.steps=7"])
 

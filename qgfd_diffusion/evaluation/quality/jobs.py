@@ -116,9 +116,9 @@ def run_facts(job: Job, metrics: list[dict]) -> dict[str, Any]:
     batch = {phase.name: phase.batch_size for phase in job.config.phases}
     return {
         "attention": model.attention,
-        "qgfd_alpha": model.qgfd_alpha,
-        "qgfd_steps": model.qgfd_steps,
-        "transition": model.transition,
+        "qgfd_alpha": model.qgfd.alpha,
+        "qgfd_steps": model.qgfd.steps,
+        "transition": model.qgfd.transition,
         "parameters": sum(p.numel() for p in job.model.backbone.parameters()),
         "steps": len(metrics),
         "final_loss": statistics.median(tail),

@@ -16,6 +16,7 @@ import torch
 
 from ...checks import check_int
 from ...configio import ConfigError, build_dataclass, to_plain
+from ...sample import generate as generate_modality
 from ...sample import make_scheduler
 from ...sample.writers import write_decoded
 from ...train.config import DataConfig
@@ -42,12 +43,13 @@ def generate(
     steps, eta and guidance; one generator seeded with the run seed)."""
     options, model = job.config.sample, job.model
     generator = torch.Generator().manual_seed(job.config.seed)
-    scheduler = make_scheduler(options.scheduler, model.backbone)
+    scheduler = make_scheduler(options.scheduler, model.schedule)
     chunks = []
     for start in range(0, count, batch):
         size = min(batch, count - start)
         chunk = None if condition is None else condition[start : start + size]
-        output = model.sample(
+        output = generate_modality(
+            model,
             phase,
             size,
             condition=chunk,

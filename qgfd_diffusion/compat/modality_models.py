@@ -3,18 +3,19 @@
 Dimension legend: B batch, L latent tokens, C shared latent width, Lc condition tokens.
 
 Each per-modality model is a ``SharedQGFDDiffusionModel`` with a single modality, plus the
-seed-001 method names (``encode_text``, ``diffusion_forward``, ...). There is one implementation
-of the loss and of sampling (``multimodal.py``); these classes only name things.
+seed-001 method names (``encode_text``, ``diffusion_forward``, ``sample``, ...). The loss is THE
+training objective and sampling is ``qgfd_diffusion.sample``: these classes only name things.
+Each class declares its modality, the seed's default encoder and how to build its adapter, so
+the factory's lookup is derived from the classes themselves.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from ..adapters import (
@@ -33,18 +34,25 @@ from ..adapters import (
     adapter_spec,
 )
 from ..latents import LatentBatch, LatentLayout
-from ..schedules.ddpm import DDPMBetaSchedule
-from .config import DiffusionConfig
-from .multimodal import SampleOutput, SharedQGFDDiffusionModel, TrainingNoise, denoising_loss
+from ..models.config import DiffusionConfig
+from ..models.multimodal import SharedQGFDDiffusionModel
+from .ddpm import DDPMBetaSchedule
+from .seed001 import check_schedule
 
 
 class QGFDDiffusionModel(SharedQGFDDiffusionModel):
     """A single-modality diffusion model: one adapter, one backbone."""
 
-    modality = "generic"
+    modality: ClassVar[str] = "generic"
+    default_encoder: ClassVar[str | None] = None  # the seed's hub model for this modality
 
     def __init__(self, cfg: DiffusionConfig, adapter: ModalityAdapter, **kwargs):
         super().__init__(cfg, adapters={self.modality: adapter}, **kwargs)
+
+    @classmethod
+    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
+        """The modality's adapter for ``create_qgfd_diffusion_model``."""
+        raise NotImplementedError(f"{cls.__name__} does not build adapters")
 
     @property
     def adapter(self) -> ModalityAdapter:
@@ -68,13 +76,9 @@ class QGFDDiffusionModel(SharedQGFDDiffusionModel):
     ) -> Tensor:
         """Loss of denoising x0 [B, L, C] at timesteps t [B]; cond_tokens in the adapter's
         condition space [B, Lc, Dc_adapter] (mapped to the backbone's width here)."""
-        self._check_schedule(schedule)
-        if noise is None:
-            noise = randn_tensor(
-                x0_embeds.shape, generator=generator, device=x0_embeds.device, dtype=x0_embeds.dtype
-            )
+        check_schedule(schedule, self.scheduler)
         if cond_tokens is not None:
-            cond_tokens = self.cond_maps[self.modality](cond_tokens.to(x0_embeds.dtype))
+            cond_tokens = self.shared_condition(self.modality, cond_tokens.to(x0_embeds.dtype))
         batch = LatentBatch(
             latents=x0_embeds,
             layout=self._layout_for(x0_embeds.shape[1]),
@@ -82,17 +86,21 @@ class QGFDDiffusionModel(SharedQGFDDiffusionModel):
             cond_tokens=cond_tokens,
             cond_mask=cond_mask,
         )
-        drop = None
-        if cond_tokens is not None and self.training:
-            drop = torch.rand(x0_embeds.shape[0], generator=generator) < self.cfg.cond_dropout_prob
-        draws = TrainingNoise(torch.as_tensor(t, device=x0_embeds.device), noise, drop)
-        return denoising_loss(
-            self.backbone, self.scheduler, batch, draws, modality=self.modality_id(self.modality)
-        )
+        return self.objective(
+            self.backbone,
+            batch,
+            generator=generator,
+            modality=self.modality_id(self.modality),
+            cond_dropout=self.cfg.cond_dropout_prob if self.training else None,
+            t=t,
+            noise=noise,
+        ).loss
 
-    def sample(self, num_samples: int, **kwargs) -> SampleOutput:  # type: ignore[override]
-        """Generate ``num_samples`` (see ``SharedQGFDDiffusionModel.sample`` for options)."""
-        return super().sample(self.modality, num_samples, **kwargs)
+    def sample(self, num_samples: int, **kwargs):
+        """Generate ``num_samples`` (options: ``qgfd_diffusion.sample.generate``)."""
+        from ..sample.generate import generate
+
+        return generate(self, self.modality, num_samples, **kwargs)
 
     def _layout_for(self, length: int) -> LatentLayout:
         known = self.layouts.get(self.modality)
@@ -105,6 +113,12 @@ class TextQGFDDiffusionModel(QGFDDiffusionModel):
     """Diffusion over frozen T5 (or any text encoder) states, Diffusion-LM style."""
 
     modality = "text"
+    default_encoder = "t5-small"
+
+    @classmethod
+    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
+        name = backbone_name or cls.default_encoder
+        return TextAdapter(TextAdapterConfig(encoder_name_or_path=name, **options))
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Token ids [B, L] -> x0 [B, L, C] (padded positions at 0)."""
@@ -150,6 +164,14 @@ class ImageQGFDDiffusionModel(QGFDDiffusionModel):
     """Diffusion over ViT patch states (or exact pixel patches)."""
 
     modality = "image"
+    default_encoder = "google/vit-base-patch16-224"
+
+    @classmethod
+    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
+        if backbone_name is None and "patch_size" in options:  # exact pixel patches, no encoder
+            return PatchImageAdapter(PatchImageConfig(**options))
+        name = backbone_name or cls.default_encoder
+        return ViTImageAdapter(ViTImageConfig(encoder_name_or_path=name, **options))
 
     def encode_images(self, pixel_values: Tensor, labels: Tensor | None = None) -> Tensor:
         raw = pixel_values if labels is None else {"images": pixel_values, "labels": labels}
@@ -160,6 +182,12 @@ class AudioQGFDDiffusionModel(QGFDDiffusionModel):
     """Diffusion over Wav2Vec2 (or any audio encoder) frame states."""
 
     modality = "audio"
+    default_encoder = "facebook/wav2vec2-base"
+
+    @classmethod
+    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
+        name = backbone_name or cls.default_encoder
+        return AudioAdapter(AudioAdapterConfig(encoder_name_or_path=name, **options))
 
     def encode_audio(self, waveforms: Any) -> Tensor:
         return self.encode_raw(waveforms)
@@ -169,6 +197,17 @@ class VideoQGFDDiffusionModel(QGFDDiffusionModel):
     """Diffusion over per-frame image latents with time x 2-D positions."""
 
     modality = "video"
+    default_encoder = ImageQGFDDiffusionModel.default_encoder
+
+    @classmethod
+    def build_adapter(
+        cls, backbone_name: str | None, *, num_classes: int = 0, **image_options
+    ) -> ModalityAdapter:
+        frames = ImageQGFDDiffusionModel.build_adapter(backbone_name, **image_options)
+        return VideoAdapter(
+            VideoAdapterConfig(image_adapter=adapter_spec(frames), num_classes=num_classes),
+            image_adapter=frames,
+        )
 
     def encode_video(self, frames: Tensor) -> Tensor:
         return self.encode_raw(frames)
@@ -179,54 +218,26 @@ class TabularQGFDDiffusionModel(QGFDDiffusionModel):
 
     modality = "tabular"
 
+    @classmethod
+    def build_adapter(
+        cls, backbone_name: str | None, *, table: Any = None, categorical_columns=None, **options
+    ) -> ModalityAdapter:
+        if table is None:
+            raise ValueError(
+                "modality 'tabular' needs table= (the data its column transforms are fitted on)"
+            )
+        return TabularAdapter.from_table(table, categorical_columns, **options)
+
     def encode_table(self, table: Any) -> Tensor:
         return self.encode_raw(table)
 
 
-def _text_adapter(name: str | None, **options) -> ModalityAdapter:
-    return TextAdapter(TextAdapterConfig(encoder_name_or_path=name or "t5-small", **options))
-
-
-def _image_adapter(name: str | None, **options) -> ModalityAdapter:
-    if name is None and "patch_size" in options:  # exact pixel patches, no encoder
-        return PatchImageAdapter(PatchImageConfig(**options))
-    return ViTImageAdapter(
-        ViTImageConfig(encoder_name_or_path=name or "google/vit-base-patch16-224", **options)
-    )
-
-
-def _audio_adapter(name: str | None, **options) -> ModalityAdapter:
-    return AudioAdapter(
-        AudioAdapterConfig(encoder_name_or_path=name or "facebook/wav2vec2-base", **options)
-    )
-
-
-def _video_adapter(name: str | None, *, num_classes: int = 0, **image_options) -> ModalityAdapter:
-    frames = _image_adapter(name, **image_options)
-    return VideoAdapter(
-        VideoAdapterConfig(image_adapter=adapter_spec(frames), num_classes=num_classes),
-        image_adapter=frames,
-    )
-
-
-def _tabular_adapter(
-    name: str | None, *, table: Any = None, categorical_columns=None, **options
-) -> ModalityAdapter:
-    if table is None:
-        raise ValueError(
-            "modality 'tabular' needs table= (the data its column transforms are fitted on)"
-        )
-    return TabularAdapter.from_table(table, categorical_columns, **options)
-
-
-# modality -> (model class, adapter builder(backbone_name, **kwargs))
-MODALITY_MODELS = {
-    "text": (TextQGFDDiffusionModel, _text_adapter),
-    "image": (ImageQGFDDiffusionModel, _image_adapter),
-    "audio": (AudioQGFDDiffusionModel, _audio_adapter),
-    "video": (VideoQGFDDiffusionModel, _video_adapter),
-    "tabular": (TabularQGFDDiffusionModel, _tabular_adapter),
-}
+def modality_model_class(modality: str) -> type[QGFDDiffusionModel]:
+    """The per-modality model class of ``modality`` (derived from the classes above)."""
+    classes = {cls.modality: cls for cls in QGFDDiffusionModel.__subclasses__()}
+    if modality not in classes:
+        raise ValueError(f"modality must be one of {sorted(classes)}, got {modality!r}")
+    return classes[modality]
 
 
 def create_qgfd_diffusion_model(
@@ -240,25 +251,17 @@ def create_qgfd_diffusion_model(
     backbone_name: the modality encoder, a hub id or local folder (text: T5, image: ViT,
         audio: Wav2Vec2, video: its frame encoder; ``None`` takes the seed's default hub model,
         or for image/video with ``patch_size=`` an exact pixel-patch adapter; tabular: unused).
-    diffusion_cfg: the backbone's ``DiffusionConfig`` (default ``DiffusionConfig()``); when the
+    diffusion_cfg: the model's ``DiffusionConfig`` (default ``DiffusionConfig()``); when the
         adapter can condition and ``cond_dim`` is None, cond_dim becomes the condition width.
     kwargs: adapter options (e.g. ``max_length``, ``latent_dim`` + ``projection``, ``table``).
 
     Returns (model, tokenizer / processor or None, DDPMBetaSchedule).
     """
-    if modality not in MODALITY_MODELS:
-        raise ValueError(f"modality must be one of {list(MODALITY_MODELS)}, got {modality!r}")
-    model_class, build_adapter = MODALITY_MODELS[modality]
-    adapter = build_adapter(backbone_name, **kwargs)
+    model_class = modality_model_class(modality)
+    adapter = model_class.build_adapter(backbone_name, **kwargs)
     cfg = diffusion_cfg or DiffusionConfig()
     if cfg.cond_dim is None and adapter.condition_dim is not None:
         cfg = replace(cfg, cond_dim=adapter.condition_dim)
     model = model_class(cfg, adapter)
-    schedule = DDPMBetaSchedule(
-        cfg.num_timesteps,
-        cfg.beta_schedule,
-        beta_start=cfg.beta_start,
-        beta_end=cfg.beta_end,
-        prediction_type=cfg.prediction_type,
-    )
+    schedule = DDPMBetaSchedule.from_config(model.schedule)
     return model, getattr(adapter, "processor", None), schedule

@@ -14,12 +14,10 @@ roots are computed in float64 and stored as float32 buffers.
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_int
-from ..models.config import BetaSchedule, PredictionType
+from ..schedules.config import BetaSchedule, NoiseScheduleConfig, PredictionType
 
 
 class DDPMBetaSchedule(nn.Module):
@@ -27,7 +25,7 @@ class DDPMBetaSchedule(nn.Module):
 
     Buffers [T] float32: ``betas``, ``alphas_cumprod``, ``sqrt_alphas_cumprod``,
     ``sqrt_one_minus_alphas_cumprod``. ``.to(device)`` moves them and returns ``self``;
-    ``.scheduler`` is the diffusers scheduler (for ``training_target`` / ``diffusion_loss``).
+    ``.schedule`` is its ``NoiseScheduleConfig``, ``.scheduler`` the diffusers scheduler.
     """
 
     def __init__(
@@ -40,17 +38,14 @@ class DDPMBetaSchedule(nn.Module):
         prediction_type: PredictionType = "epsilon",
     ):
         super().__init__()
-        check_choice("beta_schedule", beta_schedule, BetaSchedule)
-        check_choice("prediction_type", prediction_type, PredictionType)
-        check_int("num_timesteps", num_timesteps, 1)
-        self.scheduler = DDPMScheduler(
+        self.schedule = NoiseScheduleConfig(
             num_train_timesteps=num_timesteps,
             beta_schedule=beta_schedule,
             beta_start=beta_start,
             beta_end=beta_end,
             prediction_type=prediction_type,
-            clip_sample=False,
         )
+        self.scheduler = self.schedule.training_scheduler()
         betas = self.scheduler.betas.to(torch.float64)  # beta_t [T]
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # a_bar_t [T], float64
         self.register_buffer("betas", betas.float())
@@ -61,6 +56,17 @@ class DDPMBetaSchedule(nn.Module):
     @property
     def num_timesteps(self) -> int:
         return self.betas.shape[0]
+
+    @classmethod
+    def from_config(cls, schedule: NoiseScheduleConfig) -> DDPMBetaSchedule:
+        """The seed-style buffers of a ``NoiseScheduleConfig``."""
+        return cls(
+            schedule.num_train_timesteps,
+            schedule.beta_schedule,
+            beta_start=schedule.beta_start,
+            beta_end=schedule.beta_end,
+            prediction_type=schedule.prediction_type,
+        )
 
     def extra_repr(self) -> str:
         schedule = self.scheduler.config.beta_schedule

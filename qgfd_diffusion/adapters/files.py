@@ -1,0 +1,92 @@
+"""What the per-modality sample writers share: options, sample paths, pixels, PNG, image grids.
+
+Dimension legend: B batch, K_img image channels, H/W image size.
+
+Each modality's writer lives with its adapter (``ModalityAdapter.writer``: image.py writes a PNG
+grid + PNGs, video.py a grid of first frames + GIFs, text.py .txt, audio.py .wav, tabular.py
+.csv); ``qgfd_diffusion.sample.writers.write_decoded`` picks it by modality. Every writer is
+deterministic: the same input gives byte-identical files (PNG/GIF carry no timestamps and use
+fixed settings). Pixels are clamped to [0,1] and NaNs become 0 so the output is always defined.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+GRID_NAME = "samples.png"
+SAMPLE_STEM = "sample_{index:03d}"
+UINT8_MAX = 255.0
+PNG_COMPRESS_LEVEL = 6  # zlib level; fixed so PNG bytes do not depend on library defaults
+GRID_PADDING = 2  # pixels between grid cells (torchvision's default)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """sampling_rate: audio samples per second (audio only); nrow: grid images per row."""
+
+    sampling_rate: int | None = None
+    nrow: int | None = None
+
+
+def check_nonempty(count: int, modality: str) -> None:
+    if count == 0:
+        raise ValueError(f"nothing to write: the decoded {modality} batch is empty")
+
+
+def sample_path(folder: Path, index: int, suffix: str) -> Path:
+    """``folder/sample_007.png`` for index 7 (``folder`` is created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (SAMPLE_STEM.format(index=index) + suffix)
+
+
+def check_pixels(x: Any, modality: str, dims: tuple[str, ...], channels: tuple[int, ...]) -> Tensor:
+    """A float tensor with one axis per name in ``dims`` and its ``K_img`` axis in ``channels``."""
+    if not isinstance(x, Tensor) or x.ndim != len(dims):
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(
+            f"{modality} samples must be a float tensor [{', '.join(dims)}], got {shape}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"{modality} samples must be floating point in [0,1], got dtype {x.dtype}")
+    k = x.shape[dims.index("K_img")]
+    if k not in channels:
+        raise ValueError(f"{modality} samples need K_img in {channels} channels, got {k}")
+    check_nonempty(x.shape[0], modality)
+    return x
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """Floats in [0,1] (clamped; NaN -> 0) -> uint8 [0,255], same shape, on CPU."""
+    x = torch.nan_to_num(x.detach().cpu().float(), nan=0.0).clamp(0, 1)
+    return (x * UINT8_MAX).round().to(torch.uint8)
+
+
+def pil_image(pixels: Tensor) -> Image.Image:
+    """uint8 [K_img, H, W] -> PIL image (mode L, RGB or RGBA from K_img)."""
+    from PIL import Image
+
+    array = pixels.permute(1, 2, 0).numpy()  # [K,H,W] -> [H,W,K]
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def save_png(image: Image.Image, path: Path) -> Path:
+    image.save(path, format="PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
+    return path
+
+
+def save_grid(pixels: Tensor, path: Path, nrow: int | None) -> Path:
+    """uint8 images [B, K_img, H, W] -> one PNG grid, nrow per row (default ceil(sqrt(B)))."""
+    from torchvision.utils import make_grid
+
+    nrow = nrow or math.ceil(math.sqrt(pixels.shape[0]))
+    grid = make_grid(pixels, nrow=nrow, padding=GRID_PADDING, pad_value=0)  # [K_grid, H', W']
+    return save_png(pil_image(grid), path)

@@ -1,0 +1,139 @@
+"""THE training objective: one place that turns clean latents into a diffusion loss.
+
+Dimension legend: B batch, L latent tokens, C latent channels, Lc condition tokens.
+
+Symbols (Ho et al. 2020, DDPM eq. 4 and 14; Salimans & Ho 2022 for v):
+    x0      clean latents [B, L, C] (``LatentBatch.latents``), mask [B, L] of real tokens
+    t       timestep ~ U{0, ..., T-1};  eps ~ N(0, I);  drop ~ Bernoulli(p_uncond) per sample
+    x_t     sqrt(a_bar_t) x0 + sqrt(1 - a_bar_t) eps          (``scheduler.add_noise``)
+    target  eps, v or x0 (the schedule's ``prediction_type``)
+    loss    mean_B w(t) * mean_{real tokens} || f_theta(x_t, t, c) - target ||^2
+            w = 1, or min-SNR-gamma (Hang et al. 2023)
+
+Like DiT's ``training_losses``, every caller goes through :class:`DiffusionObjective`: the
+trainer (training and validation), ``SharedQGFDDiffusionModel.loss``, the seed-001 models and
+the benchmarks. Its randomness (t, eps, the condition drop, in that order) comes from one
+explicit ``torch.Generator``, drawn for the whole batch; ``shard=`` then keeps one process's
+slice, so N data-parallel processes match one process at the same global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor, nn
+
+from ..latents import LatentBatch
+from .config import NoiseScheduleConfig
+from .training import per_sample_error, training_target, weighted_mean
+
+
+@dataclass
+class TrainingDraws:
+    """The random draws of one batch: t [B] long, eps [B, L, C], drop [B] bool or None."""
+
+    t: Tensor
+    noise: Tensor
+    drop_cond: Tensor | None
+
+    def shard(self, index: slice) -> TrainingDraws:
+        drop = None if self.drop_cond is None else self.drop_cond[index]
+        return TrainingDraws(self.t[index], self.noise[index], drop)
+
+
+@dataclass
+class ObjectiveOutput:
+    """loss: the scalar to backpropagate; per_sample [B]: unweighted per-sample errors;
+    draws: what was drawn (of this process's shard)."""
+
+    loss: Tensor
+    per_sample: Tensor
+    draws: TrainingDraws
+
+
+class DiffusionObjective:
+    """The denoising loss of a model on latent batches under one noise schedule.
+
+    schedule: the forward process (``NoiseScheduleConfig``).
+    min_snr_gamma: None for the plain loss, or gamma of min-SNR-gamma weighting.
+    """
+
+    def __init__(self, schedule: NoiseScheduleConfig, min_snr_gamma: float | None = None):
+        if not isinstance(schedule, NoiseScheduleConfig):
+            raise TypeError(
+                f"schedule must be a NoiseScheduleConfig, got {type(schedule).__name__}"
+            )
+        if min_snr_gamma is not None and min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
+        self.schedule, self.min_snr_gamma = schedule, min_snr_gamma
+        self.scheduler = schedule.training_scheduler()
+
+    def draw(
+        self,
+        batch: LatentBatch,
+        *,
+        generator: torch.Generator | None = None,
+        cond_dropout: float | None = None,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> TrainingDraws:
+        """t, eps and the guidance drop for ``batch``, in that order, each unless given.
+
+        cond_dropout: None draws no drop mask (the model decides, e.g. none in eval mode);
+        a probability draws one for batches with condition tokens (0 keeps every condition).
+        """
+        x0 = batch.latents  # [B, L, C]
+        B = x0.shape[0]
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        if t is None:
+            T = self.schedule.num_train_timesteps
+            t = torch.randint(0, T, (B,), generator=generator, device=gen_device)
+        t = torch.as_tensor(t).to(x0.device)
+        if noise is None:
+            noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        drop = None
+        if cond_dropout is not None and batch.cond_tokens is not None:
+            drop = torch.rand(B, generator=generator, device=gen_device) < cond_dropout
+            drop = drop.to(x0.device)
+        return TrainingDraws(t, noise, drop)
+
+    def loss(
+        self, model: nn.Module, batch: LatentBatch, draws: TrainingDraws, *, modality: int = 0
+    ) -> ObjectiveOutput:
+        """Build x_t and the target from ``draws``, call ``model`` (plain or DDP-wrapped)."""
+        x0 = batch.latents  # [B, L, C]
+        x_t = self.scheduler.add_noise(x0, draws.noise, draws.t)
+        prediction = model(
+            x_t,
+            draws.t,
+            batch.cond_tokens,
+            batch.cond_mask,
+            layout=batch.layout,
+            latent_mask=batch.mask,
+            modality=modality,
+            force_drop_cond=draws.drop_cond,
+        )
+        target = training_target(self.scheduler, x0, draws.noise, draws.t)
+        per_sample = per_sample_error(prediction, target, batch.mask)  # [B]
+        loss = weighted_mean(per_sample, draws.t, self.scheduler, self.min_snr_gamma)
+        return ObjectiveOutput(loss, per_sample.detach(), draws)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        batch: LatentBatch,
+        *,
+        generator: torch.Generator | None = None,
+        modality: int = 0,
+        cond_dropout: float | None = None,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+        shard: slice | None = None,
+    ) -> ObjectiveOutput:
+        """Draw for the whole batch (see ``draw``), keep ``shard`` of it, return the loss."""
+        draws = self.draw(batch, generator=generator, cond_dropout=cond_dropout, t=t, noise=noise)
+        if shard is not None:
+            batch, draws = batch.select(shard), draws.shard(shard)
+        return self.loss(model, batch, draws, modality=modality)

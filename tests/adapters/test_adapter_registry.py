@@ -1,0 +1,168 @@
+"""The registry: every adapter declares its modality, and the per-modality tables derive from it."""
+
+import inspect
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qgfd_diffusion.adapters import (
+    ADAPTERS,
+    CONDITION_KINDS,
+    AudioAdapter,
+    AudioAdapterConfig,
+    ModalityAdapter,
+    PatchImageAdapter,
+    PatchImageConfig,
+    TabularAdapter,
+    TextAdapter,
+    TextAdapterConfig,
+    VideoAdapter,
+    ViTImageAdapter,
+    adapter_classes,
+    collate_for,
+    get_adapter_class,
+    modalities,
+    register_adapter,
+    unregister_adapter,
+    writer_for,
+)
+
+DECLARED = {  # registry name -> (modality, condition_kind)
+    "text": ("text", "prompt"),
+    "image": ("image", "label"),
+    "patch_image": ("image", "label"),
+    "audio": ("audio", None),
+    "video": ("video", "label"),
+    "tabular": ("tabular", None),
+}
+
+
+def _write_nothing(out_dir, decoded, options):
+    return []
+
+
+def _collate_smells(examples):
+    return [example["smell"] for example in examples]
+
+
+class SmellAdapter(ModalityAdapter):
+    """A throwaway modality with complete declarations."""
+
+    modality = "smell"
+    collate = staticmethod(_collate_smells)
+    writer = staticmethod(_write_nothing)
+
+    def encode_features(self, batch):
+        raise NotImplementedError
+
+
+@pytest.fixture()
+def smell():
+    """SmellAdapter registered as "smell_test" for one test, unregistered afterwards."""
+    yield register_adapter("smell_test")(SmellAdapter)
+    if "smell_test" in ADAPTERS:
+        unregister_adapter("smell_test")
+
+
+def test_every_adapter_declares_its_modality():
+    assert {name: (cls.modality, cls.condition_kind) for name, cls in ADAPTERS.items()} == DECLARED
+    assert modalities() == ("audio", "image", "tabular", "text", "video")
+    for cls in ADAPTERS.values():
+        assert cls.condition_kind in CONDITION_KINDS
+        for attribute in ("collate", "writer"):
+            assert isinstance(inspect.getattr_static(cls, attribute), staticmethod)
+        assert collate_for(cls.modality) is cls.collate
+        assert writer_for(cls.modality) is cls.writer
+
+
+def test_one_modality_shares_one_collate_and_writer():
+    assert adapter_classes("image") == [PatchImageAdapter, ViTImageAdapter]
+    assert PatchImageAdapter.collate is ViTImageAdapter.collate
+    assert PatchImageAdapter.writer is ViTImageAdapter.writer
+    assert VideoAdapter.collate is not PatchImageAdapter.collate
+
+
+def test_a_registered_modality_is_derived_everywhere(smell):
+    assert "smell" in modalities()
+    assert collate_for("smell") is _collate_smells
+    assert writer_for("smell") is _write_nothing
+    assert get_adapter_class("smell_test") is smell and smell.name == "smell_test"
+    assert unregister_adapter("smell_test") is smell
+    assert "smell" not in modalities()
+    with pytest.raises(ValueError, match="unknown modality 'smell'; allowed: audio, image, "):
+        collate_for("smell")
+    with pytest.raises(ValueError, match="unknown adapter 'smell_test'"):
+        unregister_adapter("smell_test")
+
+
+def _bad(**declarations) -> type:
+    return type("BadAdapter", (SmellAdapter,), declarations)
+
+
+@pytest.mark.parametrize(
+    ("declarations", "match"),
+    [
+        ({"modality": ""}, "must declare modality"),
+        ({"modality": None}, "must declare modality"),
+        ({"condition_kind": "smell"}, "condition_kind must be one of .*'label', 'prompt'"),
+        ({"collate": _collate_smells}, "must declare collate = staticmethod"),
+        ({"writer": None}, "must declare writer = staticmethod"),
+        (
+            {"modality": "image", "collate": staticmethod(_collate_smells)},
+            "another collate than PatchImageAdapter for modality 'image'",
+        ),
+        (
+            {"modality": "image", "collate": PatchImageAdapter.__dict__["collate"]},
+            "another writer than PatchImageAdapter",
+        ),
+    ],
+)
+def test_registration_checks_declarations(declarations, match):
+    with pytest.raises(ValueError, match=match):
+        register_adapter("bad_test")(_bad(**declarations))
+    assert "bad_test" not in ADAPTERS
+
+
+def test_prepare_batch_keeps_labels_only_where_used():
+    images, labels = torch.rand(2, 1, 4, 4), torch.tensor([1, 0])
+    raw = {"images": images, "labels": labels}
+    plain = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2, channels=1))
+    assert plain.prepare_batch(raw).keys() == {"images"}
+    labelled = PatchImageAdapter(
+        PatchImageConfig(image_size=4, patch_size=2, channels=1, num_classes=2)
+    )
+    assert labelled.prepare_batch(raw) is raw
+    assert plain.prepare_batch(images) is images
+
+
+# The data layer's fixed schema (train/data.py), two examples per modality.
+EXAMPLES = {
+    "text": [{"text": "the cat sat"}, {"text": "a dog ran in the park"}],
+    "image": [{"image": np.full((1, 4, 4), 0.5, np.float32), "label": k} for k in (1, 0)],
+    "audio": [{"audio": np.zeros(n, np.float32), "sampling_rate": 16000} for n in (800, 640)],
+    "video": [{"video": np.full((2, 1, 4, 4), 0.25, np.float32)} for _ in range(2)],
+    "tabular": [{"x": 0.5, "colour": "red"}, {"x": -1.0, "colour": "blue"}],
+}
+
+
+def _adapter(modality: str, tiny_dir) -> ModalityAdapter:
+    patches = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2, channels=1))
+    if modality == "text":
+        return TextAdapter(TextAdapterConfig(encoder_name_or_path=str(tiny_dir("bert"))))
+    if modality == "audio":
+        return AudioAdapter(AudioAdapterConfig(encoder_name_or_path=str(tiny_dir("wav2vec2"))))
+    if modality == "video":
+        return VideoAdapter.from_image_adapter(patches)
+    if modality == "tabular":
+        return TabularAdapter.from_table(pd.DataFrame.from_records(EXAMPLES["tabular"]))
+    return patches
+
+
+@pytest.mark.parametrize("modality", sorted(EXAMPLES))
+def test_collate_gives_what_the_adapter_encodes(modality, tiny_dir):
+    adapter = _adapter(modality, tiny_dir)
+    assert adapter.modality == modality
+    latents = adapter.encode(adapter.prepare_batch(adapter.collate(EXAMPLES[modality]))).latents
+    assert latents.shape[0] == 2 and latents.shape[-1] == adapter.latent_dim

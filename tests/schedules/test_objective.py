@@ -1,0 +1,143 @@
+"""THE training objective: its draws, x_t, target and loss against a hand-built reference."""
+
+import pytest
+import torch
+from torch import nn
+
+from qgfd_diffusion.latents import LatentBatch, LatentLayout
+from qgfd_diffusion.schedules import (
+    DiffusionObjective,
+    NoiseScheduleConfig,
+    load_noise_schedule,
+)
+
+B, L, C, LC, DC = 6, 5, 3, 2, 4
+
+
+class Recorder(nn.Module):
+    """A stand-in denoiser: a fixed linear map of x_t; remembers what it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(C, C, generator=torch.Generator().manual_seed(3)))
+        self.calls = []
+
+    def forward(self, x_t, t, cond_tokens, cond_mask, **kwargs):
+        self.calls.append(dict(x_t=x_t, t=t, cond_tokens=cond_tokens, **kwargs))
+        return x_t @ self.weight
+
+
+def batch(conditional=False, masked=False):
+    g = torch.Generator().manual_seed(1)
+    mask = None
+    if masked:
+        mask = torch.ones(B, L, dtype=torch.bool)
+        mask[0, 3:] = mask[4, 1:] = False
+    cond = torch.randn(B, LC, DC, generator=g) if conditional else None
+    return LatentBatch(
+        latents=torch.randn(B, L, C, generator=g),
+        layout=LatentLayout("sequence", (L,)),
+        mask=mask,
+        cond_tokens=cond,
+        cond_mask=None if cond is None else torch.ones(B, LC, dtype=torch.bool),
+    )
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("gamma", [None, 5.0])
+def test_loss_equals_the_hand_built_formula(prediction_type, gamma):
+    schedule = NoiseScheduleConfig(num_train_timesteps=100, prediction_type=prediction_type)
+    objective, model, data = DiffusionObjective(schedule, gamma), Recorder(), batch(masked=True)
+    out = objective(model, data, generator=torch.Generator().manual_seed(7))
+    # the reference: the same generator drawn by hand, t then eps (DDPM eq. 4 / 14)
+    g = torch.Generator().manual_seed(7)
+    t = torch.randint(0, 100, (B,), generator=g)
+    eps = torch.randn(B, L, C, generator=g)
+    a_bar = schedule.training_scheduler().alphas_cumprod[t].reshape(B, 1, 1)
+    x_t = a_bar.sqrt() * data.latents + (1 - a_bar).sqrt() * eps
+    target = {
+        "epsilon": eps,
+        "v_prediction": a_bar.sqrt() * eps - (1 - a_bar).sqrt() * data.latents,
+        "sample": data.latents,
+    }[prediction_type]
+    error = ((x_t @ model.weight - target) ** 2).mean(-1)  # [B, L]
+    per_sample = torch.stack([error[b][data.mask[b]].mean() for b in range(B)])
+    weights = torch.ones(B)
+    if gamma is not None:
+        snr = (a_bar / (1 - a_bar)).reshape(B)
+        weights = {
+            "epsilon": snr.clamp(max=gamma) / snr,
+            "v_prediction": snr.clamp(max=gamma) / (snr + 1),
+            "sample": snr.clamp(max=gamma),
+        }[prediction_type]
+    assert torch.equal(out.draws.t, t) and torch.equal(out.draws.noise, eps)
+    assert torch.allclose(model.calls[0]["x_t"], x_t, atol=1e-6)
+    assert torch.allclose(out.per_sample, per_sample, atol=1e-6)
+    assert torch.allclose(out.loss, (per_sample * weights).mean(), atol=1e-6)
+
+
+def test_condition_drop_is_drawn_only_with_conditions_and_a_rate():
+    objective = DiffusionObjective(NoiseScheduleConfig(num_train_timesteps=10))
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert objective.draw(batch(), generator=g(), cond_dropout=0.5).drop_cond is None
+    assert objective.draw(batch(True), generator=g(), cond_dropout=None).drop_cond is None
+    never = objective.draw(batch(True), generator=g(), cond_dropout=0.0).drop_cond
+    always = objective.draw(batch(True), generator=g(), cond_dropout=1.0).drop_cond
+    assert never.dtype == torch.bool and not never.any() and always.all()
+    model = Recorder()
+    objective(model, batch(True), generator=g(), cond_dropout=1.0)
+    assert model.calls[0]["force_drop_cond"].all()
+
+
+def test_given_t_and_noise_are_used_and_only_the_rest_is_drawn():
+    objective, data = DiffusionObjective(NoiseScheduleConfig(num_train_timesteps=10)), batch(True)
+    t, noise = torch.full((B,), 3), torch.zeros(B, L, C)
+    draws = objective.draw(
+        data, generator=torch.Generator().manual_seed(0), t=t, noise=noise, cond_dropout=0.5
+    )
+    assert torch.equal(draws.t, t) and torch.equal(draws.noise, noise)
+    first_draw = torch.rand(B, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert torch.equal(draws.drop_cond, first_draw)  # the drop is the generator's first draw
+
+
+def test_shards_draw_for_the_global_batch():
+    """Two processes' halves see exactly the global batch's draws (data parallelism)."""
+    objective, data = DiffusionObjective(NoiseScheduleConfig(num_train_timesteps=50)), batch(True)
+    whole = objective(
+        Recorder(), data, generator=torch.Generator().manual_seed(2), cond_dropout=0.5
+    )
+    halves = [
+        objective(
+            Recorder(),
+            data,
+            generator=torch.Generator().manual_seed(2),
+            cond_dropout=0.5,
+            shard=index,
+        )
+        for index in (slice(0, B // 2), slice(B // 2, B))
+    ]
+    assert torch.equal(torch.cat([h.draws.t for h in halves]), whole.draws.t)
+    assert torch.equal(torch.cat([h.draws.drop_cond for h in halves]), whole.draws.drop_cond)
+    assert torch.allclose(torch.stack([h.loss for h in halves]).mean(), whole.loss)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="NoiseScheduleConfig"):
+        DiffusionObjective({"num_train_timesteps": 10})
+    with pytest.raises(ValueError, match="min_snr_gamma must be > 0"):
+        DiffusionObjective(NoiseScheduleConfig(), 0.0)
+
+
+def test_schedule_saves_as_a_diffusers_scheduler_folder_and_reads_old_places(tmp_path):
+    from diffusers import DDPMScheduler
+
+    schedule = NoiseScheduleConfig(200, "squaredcos_cap_v2", prediction_type="v_prediction")
+    folder = schedule.save_pretrained(tmp_path / "model")
+    assert DDPMScheduler.from_pretrained(folder).config.num_train_timesteps == 200
+    assert load_noise_schedule(tmp_path / "model", tmp_path / "missing.json") == schedule
+    legacy = tmp_path / "legacy.json"  # a backbone config.json from before scheduler/
+    legacy.write_text('{"num_timesteps": 30, "beta_schedule": "scaled_linear", "d_model": 8}')
+    old = load_noise_schedule(tmp_path / "nowhere", legacy)
+    assert old == NoiseScheduleConfig(num_train_timesteps=30, beta_schedule="scaled_linear")
+    with pytest.raises(FileNotFoundError, match="no noise schedule"):
+        load_noise_schedule(tmp_path / "nowhere", tmp_path / "missing.json")
