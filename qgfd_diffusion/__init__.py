@@ -4,6 +4,8 @@ The public API, re-exported; the transformers integration (``wrap_model_with_qgf
 friends) loads transformers on first use only.
 """
 
+from importlib import metadata as _metadata
+
 from . import attention
 from .adapters import ADAPTERS, ModalityAdapter, build_tiny_encoder, get_adapter_class, load_adapter
 from .attention import (
@@ -32,7 +34,14 @@ from .models import (
     QGFDDiffusionBackbone,
     SharedQGFDDiffusionModel,
 )
-from .sample import SAMPLING_SCHEDULERS, generate, make_scheduler, sample_latents
+from .sample import (
+    SAMPLING_SCHEDULERS,
+    QGFDPipeline,
+    QGFDPipelineOutput,
+    generate,
+    make_scheduler,
+    sample_latents,
+)
 from .schedules import (
     DiffusionObjective,
     NoiseScheduleConfig,
@@ -42,7 +51,10 @@ from .schedules import (
     training_target,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("qgfd-diffusion")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):
@@ -54,6 +66,7 @@ def __getattr__(name):
 __all__ = [
     *attention._HF_NAMES,
     "ADAPTERS",
+    "AdapterSet",
     "DIFFUSION_PRESETS",
     "SAMPLING_SCHEDULERS",
     "AudioQGFDDiffusionModel",
@@ -67,6 +80,8 @@ __all__ = [
     "MultiheadAttention",
     "NoiseScheduleConfig",
     "QGFDOptions",
+    "QGFDPipeline",
+    "QGFDPipelineOutput",
     "QGFDDiffusionBackbone",
     "QGFDLayer",
     "QGFDMultiheadAttention",

@@ -5,6 +5,9 @@ Examples:
     qgfd train configs/smoke.yaml --output-dir runs/smoke --set phases.0.steps=50 --set seed=1
     qgfd train configs/smoke.yaml --output-dir runs/smoke --resume
     qgfd sample --checkpoint runs/quickstart --modality image --guidance 3 --out samples/
+    qgfd sample --checkpoint runs/quickstart --modality image --classes 3,3,7 --out samples/
+    qgfd sample --checkpoint runs/smoke/checkpoints/step-00000010 --modality text --out s/
+    qgfd sample --checkpoint runs/quickstart --modality image --device cuda --out samples/
     accelerate launch --num_processes 2 -m qgfd_diffusion.cli train configs/smoke.yaml \
         --output-dir runs/ddp
 
@@ -37,6 +40,38 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _class_list(text: str) -> list[int]:
+    try:
+        labels = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 3,3,7, got {text!r}") from None
+    if not labels or min(labels) < 0:
+        raise argparse.ArgumentTypeError(f"expected class labels >= 0 like 3,3,7, got {text!r}")
+    return labels
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def read_prompts(prompts: list[str] | None) -> list[str] | None:
+    """``--prompt`` values; ``@FILE`` stands for the non-empty lines of FILE."""
+    if prompts is None:
+        return None
+    lines: list[str] = []
+    for prompt in prompts:
+        if prompt.startswith("@"):
+            path = Path(prompt[1:])
+            if not path.is_file():
+                raise FileNotFoundError(f"prompt file not found: {path}")
+            lines += [line for line in path.read_text().splitlines() if line.strip()]
+        else:
+            lines.append(prompt)
+    return lines
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors as one line (exit 2); ``--help`` still shows the full usage."""
 
@@ -50,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="qgfd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -83,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         required=True,
-        help="a run folder (uses its final/) or a saved model folder",
+        help="a run folder (uses its final/), a pipeline folder, or a checkpoints/step-* folder",
     )
     sample.add_argument("--modality", required=True, help="a phase name of the run, e.g. text")
     sample.add_argument("--num-samples", type=_positive_int, default=16)
@@ -98,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--scheduler", default="ddim", choices=sorted(SAMPLING_SCHEDULERS))
     sample.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA")
+    sample.add_argument(
+        "--classes",
+        type=_class_list,
+        default=None,
+        help="class labels, comma-separated, one per sample or one for all (class-conditional "
+        "modalities; default: 0..K-1 cycled)",
+    )
+    sample.add_argument(
+        "--prompt",
+        dest="prompts",
+        action="append",
+        default=None,
+        help="a prompt (repeatable; one per sample or one for all), or @FILE with one per line",
+    )
+    sample.add_argument(
+        "--device", default="cpu", help="torch device to sample on, e.g. cpu, cuda, cuda:1, mps"
+    )
     sample.add_argument("--out", type=Path, required=True, help="output folder")
 
     commands.add_parser("presets", help="list model presets, adapters and samplers")
@@ -110,8 +163,7 @@ def run_train(args) -> None:
     from .train.trainer import Trainer
 
     config = load_run_config(args.config, args.overrides)
-    if args.no_progress:
-        silence_library_progress_bars()
+    silence_library_progress_bars()  # one training bar: no weight save/load bars cutting it
     final = Trainer(
         config, args.output_dir, resume=args.resume, progress=not args.no_progress
     ).fit()
@@ -119,7 +171,8 @@ def run_train(args) -> None:
 
 
 def run_sample(args) -> None:
-    from .sample.run import SampleOptions, load_trained_model, sample_to_folder
+    from .sample.run import SampleOptions, load_pipeline, sample_to_folder
+    from .train.logs import silence_library_progress_bars
 
     options = SampleOptions(
         num_samples=args.num_samples,
@@ -128,10 +181,31 @@ def run_sample(args) -> None:
         guidance=args.guidance,
         seed=args.seed,
         scheduler=args.scheduler,
+        classes=args.classes,
+        prompts=read_prompts(args.prompts),
     )
-    model = load_trained_model(args.checkpoint, use_ema=not args.no_ema)
-    out = sample_to_folder(model, args.modality, args.out, options, progress=True)
+    silence_library_progress_bars()  # only the sampling bar: no weight-loading bars
+    device = check_device(args.device)
+    pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema, device=device)
+    out = sample_to_folder(pipe, args.modality, args.out, options, progress=True)
     print(f"samples: {out}")
+
+
+def check_device(name: str):
+    """A torch device that exists here, or a ValueError naming what is missing."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a torch device ({error})") from None
+    if device.type != "cpu":
+        module = getattr(torch, device.type, None)
+        available = module is not None and getattr(module, "is_available", lambda: False)()
+        count = module.device_count() if available and hasattr(module, "device_count") else 0
+        if not available or (device.index or 0) >= max(count, 1):
+            raise ValueError(f"--device {name}: no such device on this machine")
+    return device
 
 
 def run_presets(args) -> None:

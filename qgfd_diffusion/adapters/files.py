@@ -27,6 +27,9 @@ SAMPLE_STEM = "sample_{index:03d}"
 UINT8_MAX = 255.0
 PNG_COMPRESS_LEVEL = 6  # zlib level; fixed so PNG bytes do not depend on library defaults
 GRID_PADDING = 2  # pixels between grid cells (torchvision's default)
+# A grid's shorter side is scaled up (nearest neighbour, integer factor) to at least this many
+# pixels in a second, viewable copy: native 8x8 or 28x28 samples make grids too small to see.
+VIEW_MIN_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,17 @@ def save_png(image: Image.Image, path: Path) -> Path:
     return path
 
 
-def save_grid(pixels: Tensor, path: Path, nrow: int | None) -> Path:
-    """uint8 images [B, K_img, H, W] -> one PNG grid, nrow per row (default ceil(sqrt(B)))."""
+def save_grid(pixels: Tensor, path: Path, nrow: int | None) -> list[Path]:
+    """uint8 images [B, K_img, H, W] -> a PNG grid at native size, nrow per row (default
+    ceil(sqrt(B))), and, where that is small, a nearest-neighbour upscaled copy
+    ``<stem>_x<k>.png`` whose shorter side is at least ``VIEW_MIN_SIDE`` pixels."""
     from torchvision.utils import make_grid
 
     nrow = nrow or math.ceil(math.sqrt(pixels.shape[0]))
     grid = make_grid(pixels, nrow=nrow, padding=GRID_PADDING, pad_value=0)  # [K_grid, H', W']
-    return save_png(pil_image(grid), path)
+    files = [save_png(pil_image(grid), path)]
+    factor = math.ceil(VIEW_MIN_SIDE / min(grid.shape[-2:]))
+    if factor > 1:
+        view = grid.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+        files.append(save_png(pil_image(view), path.with_name(f"{path.stem}_x{factor}.png")))
+    return files

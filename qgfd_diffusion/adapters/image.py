@@ -148,7 +148,7 @@ def collate_image(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
 def write_images(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
     """Images [B, K_img, H, W] in [0,1] -> samples.png (grid), images/sample_000.png, ..."""
     pixels = to_uint8(check_pixels(decoded, "image", IMAGE_DIMS, IMAGE_CHANNELS))
-    files = [save_grid(pixels, out_dir / GRID_NAME, options.nrow)]
+    files = save_grid(pixels, out_dir / GRID_NAME, options.nrow)
     for i, image in enumerate(pixels):
         files.append(save_png(pil_image(image), sample_path(out_dir / "images", i, ".png")))
     return files

@@ -125,7 +125,7 @@ def write_videos(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Pat
     if videos.shape[1] == 0:
         raise ValueError("video samples need at least one frame (dim T), got 0")
     pixels = to_uint8(videos)  # [B,T,K,H,W]
-    files = [save_grid(pixels[:, 0], out_dir / GRID_NAME, options.nrow)]
+    files = save_grid(pixels[:, 0], out_dir / GRID_NAME, options.nrow)
     for i, frames in enumerate(pixels):
         files.append(save_gif(frames, sample_path(out_dir / "video", i, ".gif")))
     return files

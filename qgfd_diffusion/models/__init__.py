@@ -4,6 +4,7 @@ Seed 001's per-modality models and ``create_qgfd_diffusion_model`` live in
 ``qgfd_diffusion.compat``; sampling in ``qgfd_diffusion.sample``.
 """
 
+from .adapter_set import AdapterSet
 from .backbone import QGFDDiffusionBackbone
 from .blocks import DiTBlock, FeedForward, FinalLayer
 from .config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
@@ -13,6 +14,7 @@ from .multimodal import SharedQGFDDiffusionModel
 
 __all__ = [
     "DIFFUSION_PRESETS",
+    "AdapterSet",
     "DiTBlock",
     "DiffusionConfig",
     "FeedForward",

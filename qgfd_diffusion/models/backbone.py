@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from ..latents import LatentLayout
@@ -71,6 +73,13 @@ def _accepts_config_object(init):
         init(self, **resolved.network_dict())
 
     return wrapper
+
+
+@dataclass
+class QGFDBackboneOutput(BaseOutput):
+    """sample: the prediction [B, L, C] (epsilon, v or x0, as the schedule's prediction_type)."""
+
+    sample: Tensor
 
 
 class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
@@ -150,7 +159,8 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         latent_mask: Tensor | None = None,
         modality: int | Tensor = 0,
         force_drop_cond: bool | Tensor | None = None,
-    ) -> Tensor:
+        return_dict: bool = False,
+    ) -> Tensor | QGFDBackboneOutput:
         """Predict epsilon / v / x0 (``prediction_type``) for x_t [B, L, C] at timesteps t.
 
         t: [B], a 0-d tensor or a number (integer or continuous timesteps).
@@ -161,7 +171,8 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         force_drop_cond: bool or [B] bool: replace the condition by the null condition exactly
             there (no random dropout then); None: random dropout with ``cond_dropout_prob`` in
             training mode, none in eval mode.
-        Returns the prediction [B, L, C].
+        return_dict: False (default, seed 001's call) returns the prediction [B, L, C];
+            True returns it as ``QGFDBackboneOutput(sample=...)``, the diffusers convention.
         """
         B, L, _ = x_t.shape
         layout = LatentLayout("sequence", (L,)) if layout is None else layout
@@ -179,7 +190,8 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
                 )
             else:
                 h = block(h, c, latent_mask, cond_tokens, cond_mask)
-        return self.final_layer(h, c)
+        prediction = self.final_layer(h, c)  # [B, L, C]
+        return QGFDBackboneOutput(sample=prediction) if return_dict else prediction
 
     def _condition(
         self,

@@ -6,7 +6,8 @@ adapter's latent width, Lc condition tokens, Dc condition width (``cond_dim``).
 A ``SharedQGFDDiffusionModel`` holds the named modalities (each a frozen adapter with fixed maps
 into the shared widths), encodes raw batches into the shared space, computes the loss through
 THE training objective (``schedules.DiffusionObjective``) and saves / loads itself as
-safetensors + JSON (``backbone/``, ``scheduler/``, ``adapters/<name>/``). Sampling lives in
+safetensors + JSON (``backbone/``, ``scheduler/``, ``adapters/``: the layout of a diffusers
+pipeline folder, see ``sample.pipeline.QGFDPipeline``). Sampling lives in
 ``qgfd_diffusion.sample``; seed 001's method names in ``qgfd_diffusion.compat``.
 """
 
@@ -25,11 +26,12 @@ from ..compat.seed001 import Seed001Methods, seed_adapters
 from ..latents import LatentBatch, LatentLayout
 from ..schedules.config import NoiseScheduleConfig, load_noise_schedule
 from ..schedules.objective import DiffusionObjective
+from .adapter_set import ADAPTERS_FOLDER, AdapterSet
 from .backbone import CONFIG_FILE, QGFDDiffusionBackbone
 from .config import DiffusionConfig
 from .latent_space import FixedLatentEmbedding
 
-MANIFEST = "qgfd_model.json"
+LEGACY_MANIFEST = "qgfd_model.json"  # the modality list of folders written before AdapterSet
 BACKBONE_FOLDER = "backbone"
 
 
@@ -176,43 +178,61 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
 
     # -- save / load (safetensors + JSON) ---------------------------------------------------
 
+    def adapter_set(self) -> AdapterSet:
+        """The adapters and their layouts as one pipeline component."""
+        return AdapterSet.from_adapters(self.adapters, self.layouts)
+
     def save_pretrained(
         self, directory: str | Path, backbone: QGFDDiffusionBackbone | None = None
     ) -> Path:
-        """backbone/ (diffusers format), scheduler/, adapters/<name>/, and a JSON manifest.
+        """backbone/ (diffusers format), scheduler/, adapters/ (an ``AdapterSet``).
 
         ``backbone`` saves other weights in place of the live ones (e.g. the EMA copy).
         """
         directory = Path(directory)
         (backbone or self.backbone).save_pretrained(directory / BACKBONE_FOLDER)
         self.schedule.save_pretrained(directory)
-        for name, adapter in self.adapters.items():
-            adapter.save_pretrained(directory / "adapters" / name)
-        manifest = {
-            "modalities": list(self.adapters),
-            "layouts": {k: v.to_dict() for k, v in self.layouts.items()},
-        }
-        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        self.adapter_set().save_pretrained(directory / ADAPTERS_FOLDER)
         return directory
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, backbone_folder: str = BACKBONE_FOLDER
     ) -> SharedQGFDDiffusionModel:
-        """Load a folder written by ``save_pretrained``; ``backbone_folder`` picks other saved
-        weights of the same network (e.g. ``backbone_ema``). Folders from before ``scheduler/``
-        existed load too (the schedule is then read from the backbone's config.json)."""
+        """Load a folder written by ``save_pretrained`` (or a ``QGFDPipeline`` folder);
+        ``backbone_folder`` picks other saved weights of the same network (e.g.
+        ``backbone_ema``). Folders from before ``scheduler/`` and ``adapters/config.json``
+        existed load too (schedule from the backbone's config.json, modalities from
+        ``qgfd_model.json``)."""
         directory = Path(directory)
-        manifest_file = directory / MANIFEST
-        if not manifest_file.is_file():
-            raise FileNotFoundError(f"not a saved qgfd model (no {MANIFEST}): {directory}")
-        manifest = json.loads(manifest_file.read_text())
         backbone = QGFDDiffusionBackbone.from_pretrained(directory / backbone_folder)
         schedule = load_noise_schedule(directory, directory / BACKBONE_FOLDER / CONFIG_FILE)
-        adapters = {
-            name: load_adapter(directory / "adapters" / name) for name in manifest["modalities"]
-        }
+        return cls.from_parts(backbone, schedule, _load_adapter_set(directory))
+
+    @classmethod
+    def from_parts(
+        cls, backbone: QGFDDiffusionBackbone, schedule: NoiseScheduleConfig, adapters: AdapterSet
+    ) -> SharedQGFDDiffusionModel:
+        """A model around loaded parts (a pipeline's components)."""
         cfg = backbone.network_config.with_schedule(schedule)
-        model = cls(cfg, adapters=adapters, backbone=backbone)
-        model.layouts = {k: LatentLayout.from_dict(v) for k, v in manifest["layouts"].items()}
+        model = cls(cfg, adapters=dict(adapters.adapters), backbone=backbone)
+        model.layouts = adapters.layouts
         return model
+
+
+def _load_adapter_set(directory: Path) -> AdapterSet:
+    """adapters/ as an ``AdapterSet``; folders written before it read ``qgfd_model.json``."""
+    if (directory / ADAPTERS_FOLDER / AdapterSet.config_name).is_file():
+        return AdapterSet.from_pretrained(directory / ADAPTERS_FOLDER)
+    manifest_file = directory / LEGACY_MANIFEST
+    if not manifest_file.is_file():
+        raise FileNotFoundError(
+            f"not a saved qgfd model (no {ADAPTERS_FOLDER}/{AdapterSet.config_name} and no "
+            f"{LEGACY_MANIFEST}): {directory}"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    adapters = {
+        name: load_adapter(directory / ADAPTERS_FOLDER / name) for name in manifest["modalities"]
+    }
+    layouts = {k: LatentLayout.from_dict(v) for k, v in manifest["layouts"].items()}
+    return AdapterSet.from_adapters(adapters, layouts)

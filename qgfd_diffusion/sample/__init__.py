@@ -2,6 +2,7 @@
 ``generate`` (one modality of a shared model, decoded)."""
 
 from .generate import SampleOutput, generate
+from .pipeline import QGFDPipeline, QGFDPipelineOutput
 from .sampler import (
     classifier_free_guidance,
     guided_prediction,
@@ -13,6 +14,8 @@ from .schedulers import SAMPLING_SCHEDULERS, make_scheduler
 
 __all__ = [
     "SAMPLING_SCHEDULERS",
+    "QGFDPipeline",
+    "QGFDPipelineOutput",
     "SampleOutput",
     "generate",
     "classifier_free_guidance",

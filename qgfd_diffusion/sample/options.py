@@ -29,6 +29,9 @@ class SampleSettings:
 
 @dataclass
 class SampleOptions(SampleSettings):
-    """``SampleSettings`` plus the seed of the initial noise (same seed, same bytes)."""
+    """``SampleSettings`` plus the seed of the initial noise (same seed, same bytes) and the
+    condition: class labels or prompts, one per sample (None: the modality's default)."""
 
     seed: int = 0
+    classes: list[int] | None = None
+    prompts: list[str] | None = None

@@ -1,51 +1,89 @@
-"""Load a trained model, generate one modality and write everything to a folder.
+"""Load a trained run as a ``QGFDPipeline``, generate one modality and write it to a folder.
 
-Shared by ``qgfd sample`` and the samples a training run writes when it ends. The output
-folder gets ``latents.safetensors`` (shared-space latents), the decoded outputs where the adapter
-decodes (PNG grid, .txt, .wav, .csv, GIF), and ``sample_config.json`` (what produced them).
-Same checkpoint, same options, same seed: same bytes.
+Shared by ``qgfd sample`` and the samples a training run writes when it ends; both go through
+the pipeline, so ``qgfd sample`` and ``pipe(...)`` give the same latents for the same checkpoint,
+options and seed. The output folder gets ``latents.safetensors`` (shared-space latents), the
+decoded outputs where the adapter decodes (PNG grid, .txt, .wav, .csv, GIF), and
+``sample_config.json`` (what produced them). Same checkpoint, same options, same seed: same bytes.
+
+What loads (``load_pipeline``): a run folder (its ``final/``), a pipeline folder
+(``model_index.json``), a model folder written before pipelines (``qgfd_model.json``), or one of
+a run's ``checkpoints/step-*`` folders.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from ..latents import LatentLayout
 from ..models.multimodal import BACKBONE_FOLDER, SharedQGFDDiffusionModel
-from .generate import generate
 from .options import SampleOptions
+from .pipeline import QGFDPipeline
 from .schedulers import make_scheduler
 from .writers import write_decoded, write_latents
 
 EMA_FOLDER = "backbone_ema"
+PIPELINE_INDEX = "model_index.json"
+CHECKPOINT_PREFIX = "step-"
 
 
-def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQGFDDiffusionModel:
-    """A run folder (its ``final/``) or a saved model folder -> the model (EMA weights if any)."""
+def load_pipeline(
+    checkpoint: str | Path, use_ema: bool = True, device: str | torch.device | None = None
+) -> QGFDPipeline:
+    """Any trained folder (module docstring) -> its pipeline, EMA weights unless ``use_ema``
+    is False, on ``device`` (default: where it loads, the CPU)."""
     folder = Path(checkpoint)
     if not folder.exists():
         raise FileNotFoundError(f"checkpoint not found: {folder}")
     if (folder / "final").is_dir():
         folder = folder / "final"
-    weights = EMA_FOLDER if use_ema and (folder / EMA_FOLDER).is_dir() else BACKBONE_FOLDER
-    return SharedQGFDDiffusionModel.from_pretrained(folder, backbone_folder=weights).eval()
+    if (folder / PIPELINE_INDEX).is_file():
+        pipe = QGFDPipeline.from_pretrained(folder, use_ema=use_ema)
+    elif folder.name.startswith(CHECKPOINT_PREFIX):
+        pipe = pipeline_from_checkpoint(folder, use_ema)
+    else:  # a model folder written before model_index.json
+        weights = EMA_FOLDER if use_ema and (folder / EMA_FOLDER).is_dir() else BACKBONE_FOLDER
+        model = SharedQGFDDiffusionModel.from_pretrained(folder, backbone_folder=weights)
+        pipe = QGFDPipeline.from_model(model)
+    return pipe if device is None else pipe.to(device)
 
 
-def default_condition(model: SharedQGFDDiffusionModel, modality: str, num_samples: int):
-    """Class-conditional adapters (``condition_kind`` "label" with K classes) cycle through
-    classes 0, 1, ..., K-1, 0, ...; prompt-conditioned and unconditional ones: None."""
-    adapter = model.adapters[modality]
-    labelled = adapter.condition_kind == "label" and adapter.condition_dim is not None
-    if not labelled or modality not in model.cond_maps:
-        return None
-    return torch.arange(num_samples) % adapter.condition_dim
+def pipeline_from_checkpoint(folder: Path, use_ema: bool = True) -> QGFDPipeline:
+    """A training checkpoint (``checkpoints/step-*``) as a pipeline: its run config, adapters,
+    layouts, live weights and EMA weights, as the trainer restores them."""
+    from diffusers.training_utils import EMAModel
+
+    from ..adapters import load_adapter
+    from ..train.checkpoint import load_part
+    from ..train.config import run_config_from_dict
+
+    trainer = load_part(folder, "trainer")
+    config = run_config_from_dict(trainer["config"])
+    adapters = {name: load_adapter(folder / "adapters" / name) for name in trainer["modalities"]}
+    model = SharedQGFDDiffusionModel(config.model_config(), adapters=adapters)
+    model.layouts = {k: LatentLayout.from_dict(v) for k, v in trainer["layouts"].items()}
+    model.backbone.load_state_dict(load_part(folder, "backbone"))
+    ema_backbone = None
+    if use_ema:
+        ema = EMAModel(model.backbone.parameters())
+        ema.load_state_dict(load_part(folder, "ema"))
+        ema_backbone = copy.deepcopy(model.backbone)
+        ema.copy_to(ema_backbone.parameters())
+    return QGFDPipeline.from_model(model, backbone_ema=ema_backbone)
+
+
+def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQGFDDiffusionModel:
+    """Any trained folder -> the model (EMA weights if any, unless ``use_ema`` is False)."""
+    return load_pipeline(checkpoint, use_ema=use_ema).model()
 
 
 def sample_to_folder(
-    model: SharedQGFDDiffusionModel,
+    pipe: QGFDPipeline,
     modality: str,
     out_dir: str | Path,
     options: SampleOptions,
@@ -53,32 +91,39 @@ def sample_to_folder(
     progress: bool = False,
 ) -> Path:
     """Generate ``options.num_samples`` of ``modality`` into ``out_dir``; returns the folder."""
+    if modality not in pipe.modalities:
+        raise ValueError(f"unknown modality {modality!r}; this model has {pipe.modalities}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.modality_id(modality)  # a clear error for an unknown modality
-    scheduler = make_scheduler(options.scheduler, model.schedule)
-    condition = default_condition(model, modality, options.num_samples)
-    output = generate(
-        model,
+    schedule = pipe.model().schedule
+    pipe.scheduler = make_scheduler(options.scheduler, schedule)
+    pipe.set_progress_bar_config(disable=not progress)
+    output = pipe(
         modality,
-        options.num_samples,
-        condition=condition,
-        generator=torch.Generator().manual_seed(options.seed),
+        num_samples=options.num_samples,
         num_inference_steps=options.steps,
-        eta=options.eta,
         guidance_scale=options.guidance,
-        scheduler=scheduler,
-        progress=progress,
+        eta=options.eta,
+        class_labels=options.classes,
+        prompt=options.prompts,
+        generator=torch.Generator().manual_seed(options.seed),
+        output_type="pt",
     )
-    adapter = model.adapters[modality]
-    metadata = {"modality": modality, "layout": output.layout.to_dict(), **asdict(options)}
+    adapter = pipe.adapters.adapters[modality]
+    condition = pipe.condition(modality, options.num_samples, options.classes, options.prompts)
+    metadata = {
+        "modality": modality,
+        "layout": pipe.adapters.layouts[modality].to_dict(),
+        **asdict(options),
+    }
     if condition is not None:
-        metadata["condition"] = condition.tolist()
+        metadata["condition"] = condition if isinstance(condition, list) else condition.tolist()
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_latents(out_dir / "latents.safetensors", output.latents, metadata)
+    decoded = next((value for key, value in output.items() if key != "latents"), None)
     written = []
-    if output.decoded is not None:
+    if decoded is not None:
         rate = getattr(adapter, "encoder_rate", None)
-        written = write_decoded(out_dir, adapter.modality, output.decoded, sampling_rate=rate)
+        written = write_decoded(out_dir, adapter.modality, decoded, sampling_rate=rate)
     summary = {
         **metadata,
         "decoded": [str(p.relative_to(out_dir)) for p in written],

@@ -3,9 +3,11 @@
 Dimension legend: T training timesteps.
 
 The denoiser never sees betas (STYLE.md 1): the schedule is this config, saved the diffusers
-way as a ``scheduler/`` folder (a ``DDPMScheduler``'s ``scheduler_config.json``) beside the
-model, and read back from there. Folders written before ``scheduler/`` existed kept the same
-fields in the backbone's ``config.json``; :func:`load_noise_schedule` reads them from there.
+way as a ``scheduler/`` folder beside the model and read back from there. The folder holds the
+default sampler (a ``DDIMScheduler``, as ``qgfd sample`` uses) with exactly these fields, so a
+diffusers pipeline loaded from the folder samples with it; training reads only the fields here
+and builds its ``DDPMScheduler`` from them. Folders written before ``scheduler/`` existed kept
+the same fields in the backbone's ``config.json``; :func:`load_noise_schedule` reads them there.
 
 Symbols (Ho et al. 2020): beta_t for t in {0, ..., T-1} from ``beta_schedule`` between
 ``beta_start`` and ``beta_end``; the network predicts ``prediction_type`` (epsilon, v or x0).
@@ -19,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from ..checks import check_choice, check_int, check_range
 
@@ -71,10 +73,14 @@ class NoiseScheduleConfig:
         """The DDPM scheduler of the schedule; latents are not clipped to [-1, 1]."""
         return DDPMScheduler(**self.to_dict(), clip_sample=False)
 
+    def sampling_scheduler(self) -> DDIMScheduler:
+        """The default sampler of the schedule: DDIM, latents not clipped."""
+        return DDIMScheduler(**self.to_dict(), clip_sample=False)
+
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``directory/scheduler/`` (the diffusers scheduler folder); returns it."""
+        """Write ``directory/scheduler/`` (the default sampler's folder); returns it."""
         folder = Path(directory) / SCHEDULER_FOLDER
-        self.training_scheduler().save_pretrained(folder)
+        self.sampling_scheduler().save_pretrained(folder)
         return folder
 
 

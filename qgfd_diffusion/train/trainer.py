@@ -5,7 +5,8 @@ Run folder (``output_dir``):
     metrics.jsonl        one line per optimiser step: step, phase, loss, lr, grad_norm, ...
     validation.jsonl     after each phase, the validation loss of every phase so far (forgetting)
     checkpoints/         complete checkpoints only (see checkpoint.py), the last K kept
-    final/               backbone/, backbone_ema/, adapters/, qgfd_model.json, run_config.json
+    final/               a QGFDPipeline folder (model_index.json, backbone/, backbone_ema/,
+                         scheduler/, adapters/) + run_config.json, train_summary.json
     samples/<phase>/     samples of every phase, written at the end
     tensorboard/         scalars for TensorBoard
 
@@ -23,7 +24,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from ..attention.kernels import set_qgfd_step
 from ..latents import LatentLayout
 from ..models.multimodal import SharedQGFDDiffusionModel
+from ..sample.pipeline import QGFDPipeline
 from ..schedules.objective import DiffusionObjective
 from .checkpoint import (
     capture_rng_state,
@@ -411,8 +413,7 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             ema_backbone = copy.deepcopy(self.model.backbone)
             self.ema.copy_to(ema_backbone.parameters())
-            self.model.save_pretrained(tmp)
-            ema_backbone.save_pretrained(tmp / "backbone_ema")
+            QGFDPipeline.from_model(self.model, backbone_ema=ema_backbone).save_pretrained(tmp)
             (tmp / "run_config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
             summary = {
                 **asdict(self.state),
@@ -435,12 +436,14 @@ class Trainer:
         return bool((gathered == gathered[0]).all())
 
     def _write_samples(self, final: Path) -> None:
-        from ..sample.run import SampleOptions, load_trained_model, sample_to_folder
+        from ..sample.run import SampleOptions, load_pipeline, sample_to_folder
 
         options = SampleOptions(**asdict(self.config.sample), seed=self.config.seed)
-        model = load_trained_model(final)
+        pipe = load_pipeline(final)
         for phase in self.config.phases:
-            sample_to_folder(model, phase.name, self.out / "samples" / phase.name, options)
+            conditional = pipe.condition(phase.name, options.num_samples) is not None
+            phase_options = options if conditional else replace(options, guidance=1.0)
+            sample_to_folder(pipe, phase.name, self.out / "samples" / phase.name, phase_options)
 
 
 def _seed_everything(seed: int) -> None:

@@ -23,9 +23,9 @@ from qgfd_diffusion.adapters import (
     unregister_adapter,
     writer_for,
 )
-from qgfd_diffusion.adapters.files import GRID_PADDING
+from qgfd_diffusion.adapters.files import GRID_PADDING, VIEW_MIN_SIDE
 from qgfd_diffusion.adapters.video import GIF_FRAME_MS
-from qgfd_diffusion.sample.run import default_condition
+from qgfd_diffusion.sample.pipeline import sampling_condition
 from qgfd_diffusion.sample.writers import read_latents, write_decoded, write_latents
 
 B, K_IMG, H, W, T = 3, 3, 6, 5, 4
@@ -67,19 +67,20 @@ def _write(tmp_path: Path, kind: str, decoded=None, **kwargs) -> list[Path]:
 def test_image_writes_grid_and_one_png_per_sample(tmp_path):
     images = _levels((B, K_IMG, H, W))
     files = _write(tmp_path, "image", images)
-    assert files[0] == tmp_path / "samples.png"
-    assert [f.relative_to(tmp_path).as_posix() for f in files[1:]] == [
+    nrow = math.ceil(math.sqrt(B))  # 2 per row -> 2 rows
+    shape = (2 * (H + GRID_PADDING) + GRID_PADDING, nrow * (W + GRID_PADDING) + GRID_PADDING)
+    factor = math.ceil(VIEW_MIN_SIDE / min(shape))  # the viewable copy's integer scale
+    assert files[:2] == [tmp_path / "samples.png", tmp_path / f"samples_x{factor}.png"]
+    assert [f.relative_to(tmp_path).as_posix() for f in files[2:]] == [
         f"images/sample_{i:03d}.png" for i in range(B)
     ]
-    nrow = math.ceil(math.sqrt(B))  # 2 per row -> 2 rows
     grid = _pixels(files[0])
-    assert grid.shape == (
-        2 * (H + GRID_PADDING) + GRID_PADDING,
-        nrow * (W + GRID_PADDING) + GRID_PADDING,
-        K_IMG,
-    )
+    assert grid.shape == (*shape, K_IMG)
+    view = _pixels(files[1])  # nearest-neighbour: every native pixel becomes a factor^2 block
+    assert min(view.shape[:2]) >= VIEW_MIN_SIDE
+    np.testing.assert_array_equal(view, grid.repeat(factor, axis=0).repeat(factor, axis=1))
     expected = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # [B,H,W,K]
-    for i, path in enumerate(files[1:]):
+    for i, path in enumerate(files[2:]):
         np.testing.assert_array_equal(_pixels(path), expected[i])
     top_left = grid[GRID_PADDING : GRID_PADDING + H, GRID_PADDING : GRID_PADDING + W]
     np.testing.assert_array_equal(top_left, expected[0])
@@ -88,8 +89,8 @@ def test_image_writes_grid_and_one_png_per_sample(tmp_path):
 def test_image_clamps_out_of_range_and_writes_grey(tmp_path):
     images = torch.tensor([-1.0, 0.5, 2.0, float("nan")]).reshape(1, 1, 2, 2)
     files = _write(tmp_path, "image", images, nrow=1)
-    np.testing.assert_array_equal(_pixels(files[1]), [[0, 128], [255, 0]])
-    with Image.open(files[1]) as image:
+    np.testing.assert_array_equal(_pixels(files[2]), [[0, 128], [255, 0]])
+    with Image.open(files[2]) as image:
         assert image.mode == "L"
 
 
@@ -138,7 +139,8 @@ def test_audio_accepts_a_2d_tensor(tmp_path):
 def test_video_writes_gifs_and_first_frame_grid(tmp_path):
     videos = _levels((B, T, 1, H, W))
     files = _write(tmp_path, "video", videos)
-    assert files[0] == tmp_path / "samples.png"
+    assert files[0] == tmp_path / "samples.png" and files[1].name.startswith("samples_x")
+    files = [files[0], *files[2:]]  # the native grid and the clips
     assert [f.relative_to(tmp_path).as_posix() for f in files[1:]] == [
         f"video/sample_{i:03d}.gif" for i in range(B)
     ]
@@ -156,7 +158,7 @@ def test_video_writes_gifs_and_first_frame_grid(tmp_path):
 
 def test_video_rgb_gif_frame_count(tmp_path):
     files = _write(tmp_path, "video", _levels((1, T, 3, H, W)))
-    with Image.open(files[1]) as gif:
+    with Image.open(files[-1]) as gif:
         assert gif.n_frames == T
 
 
@@ -254,8 +256,8 @@ def test_decoded_adapter_output_writes_under_its_modality(tmp_path):
     images = _levels((2, 1, 4, 4))
     decoded = adapter.decode(adapter.encode(images).latents)
     files = write_decoded(tmp_path, adapter.modality, decoded)
-    assert files[0] == tmp_path / "samples.png" and len(files) == 3
-    np.testing.assert_array_equal(_pixels(files[1]), (images[0, 0] * 255).round().numpy())
+    assert files[0] == tmp_path / "samples.png" and len(files) == 4  # grid, its view, 2 images
+    np.testing.assert_array_equal(_pixels(files[2]), (images[0, 0] * 255).round().numpy())
 
 
 def _write_smells(out_dir: Path, decoded, options) -> list[Path]:
@@ -290,6 +292,11 @@ def _model(adapter) -> SimpleNamespace:
     return SimpleNamespace(adapters={"phase": adapter}, cond_maps={"phase": None})
 
 
+def default_condition(model, num_samples):
+    """What the pipeline samples "phase" with when no labels or prompts are given."""
+    return sampling_condition(model, "phase", num_samples, None, None)
+
+
 @pytest.mark.parametrize(
     ("condition_kind", "condition_dim", "expected"),
     [("label", 3, [0, 1, 2, 0, 1]), ("label", None, None), ("prompt", 8, None), (None, 3, None)],
@@ -298,14 +305,14 @@ def test_default_condition_cycles_classes_of_label_adapters(
     condition_kind, condition_dim, expected
 ):
     adapter = SimpleNamespace(condition_kind=condition_kind, condition_dim=condition_dim)
-    condition = default_condition(_model(adapter), "phase", 5)
+    condition = default_condition(_model(adapter), 5)
     assert (None if condition is None else condition.tolist()) == expected
     no_map = SimpleNamespace(adapters={"phase": adapter}, cond_maps={})
-    assert default_condition(no_map, "phase", 5) is None
+    assert default_condition(no_map, 5) is None
 
 
 def test_default_condition_of_registered_adapters():
     labelled = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2, num_classes=2))
-    assert default_condition(_model(labelled), "phase", 3).tolist() == [0, 1, 0]
+    assert default_condition(_model(labelled), 3).tolist() == [0, 1, 0]
     unlabelled = PatchImageAdapter(PatchImageConfig(image_size=4, patch_size=2))
-    assert default_condition(_model(unlabelled), "phase", 3) is None
+    assert default_condition(_model(unlabelled), 3) is None
