@@ -14,6 +14,7 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
     study      the mnist task over attention kinds (sdpa, qgfd alpha / T / transition, heat) at
                one model size and training budget, several seeds: mean and std, time per step
     study-patch4  sdpa against QGFD on the same study with 49 tokens per digit instead of 16
+    self-cond     the study's model with and without self-conditioning (Chen et al. 2022)
 
 Every (eval file, variant, seed) trains one run folder with the library's `Trainer`
 (`<runs>/<task>/<file>/<variant>/seed<k>/`; a finished run with the same config is reused, a
@@ -56,6 +57,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "continual": ("continual.yaml",),
     "study": ("study.yaml",),
     "study-patch4": ("study_patch4.yaml",),
+    "self-cond": ("self_cond.yaml",),
 }
 DEFAULT_OUT, DEFAULT_RUNS, QUICK_FOLDER = Path("docs/quality"), Path("runs/quality"), "quick"
 

@@ -101,7 +101,8 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         cfg = DiffusionConfig(**config).network_only()
         self._network_config = cfg
         D = cfg.d_model
-        self.x_embedder = nn.Linear(cfg.latent_dim, D)
+        inputs = 2 * cfg.latent_dim if cfg.self_conditioning else cfg.latent_dim
+        self.x_embedder = nn.Linear(inputs, D)  # [x_t ; x0_hat] when self-conditioning
         self.t_embedder = TimestepEmbedder(D)
         self.modality_embedder = ModalityEmbedding(cfg.num_modalities, D)
         self.cond_pool = self.null_cond = None
@@ -159,6 +160,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         latent_mask: Tensor | None = None,
         modality: int | Tensor = 0,
         force_drop_cond: bool | Tensor | None = None,
+        self_cond: Tensor | None = None,
         return_dict: bool = False,
     ) -> Tensor | QGFDBackboneOutput:
         """Predict epsilon / v / x0 (``prediction_type``) for x_t [B, L, C] at timesteps t.
@@ -171,6 +173,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         force_drop_cond: bool or [B] bool: replace the condition by the null condition exactly
             there (no random dropout then); None: random dropout with ``cond_dropout_prob`` in
             training mode, none in eval mode.
+        self_cond: an estimate of x0 [B, L, C] (self-conditioning; zeros when None).
         return_dict: False (default, seed 001's call) returns the prediction [B, L, C];
             True returns it as ``QGFDBackboneOutput(sample=...)``, the diffusers convention.
         """
@@ -180,7 +183,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         cond_tokens, cond_mask = self._condition(cond_tokens, cond_mask, B, force_drop_cond, x_t)
         if cond_tokens is not None:
             c = c + self.cond_pool(_masked_mean(cond_tokens, cond_mask))
-        h = self.x_embedder(x_t)  # [B, L, D]
+        h = self.x_embedder(self._with_self_cond(x_t, self_cond))  # [B, L, D]
         h = h + positional_embedding(layout, L, h.shape[-1], device=h.device, dtype=h.dtype)
         h = h + self.modality_embedder(modality, h.device)
         for block in self.blocks:
@@ -192,6 +195,20 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
                 h = block(h, c, latent_mask, cond_tokens, cond_mask)
         prediction = self.final_layer(h, c)  # [B, L, C]
         return QGFDBackboneOutput(sample=prediction) if return_dict else prediction
+
+    def _with_self_cond(self, x_t: Tensor, self_cond: Tensor | None) -> Tensor:
+        """x_t [B, L, C] -> [x_t ; x0_hat] [B, L, 2C] when self-conditioning (Chen et al. 2022)."""
+        if not self._network_config.self_conditioning:
+            if self_cond is not None:
+                raise ValueError("self_cond given, but the backbone has self_conditioning=False")
+            return x_t
+        if self_cond is None:
+            self_cond = torch.zeros_like(x_t)
+        elif self_cond.shape != x_t.shape:
+            raise ValueError(
+                f"self_cond must have x_t's shape {tuple(x_t.shape)}, got {tuple(self_cond.shape)}"
+            )
+        return torch.cat([x_t, self_cond.to(x_t.dtype)], dim=-1)
 
     def _condition(
         self,

@@ -78,6 +78,9 @@ class DiffusionConfig:
     cond_dropout_prob: probability of replacing the condition by the learned null condition in
         training (classifier-free guidance, Ho & Salimans 2022).
     num_modalities: rows of the modality embedding; None = as many as the model's adapters.
+    self_conditioning: the denoiser also reads an estimate of x0 (``forward(..., self_cond=)``,
+        zeros when absent); training feeds its own no-grad estimate half of the time and
+        sampling the previous step's (Chen et al. 2022).
     schedule: the noise schedule (None in a network-only config, e.g. a backbone's).
     """
 
@@ -98,6 +101,8 @@ class DiffusionConfig:
     cond_dim: int | Literal["d_model"] | None = MODEL_WIDTH
     cond_dropout_prob: float = 0.1
     num_modalities: int | None = None
+    # Self-conditioning (Chen et al. 2022, "Analog Bits"): the previous x0 estimate is an input.
+    self_conditioning: bool = False
     # Memory.
     gradient_checkpointing: bool = False
     # The noise schedule (not the network's: saved as scheduler/).
@@ -139,10 +144,9 @@ class DiffusionConfig:
             )
         if self.schedule is not None and not isinstance(self.schedule, NoiseScheduleConfig):
             raise ValueError(f"schedule must be a NoiseScheduleConfig, got {self.schedule!r}")
-        if not isinstance(self.gradient_checkpointing, bool):
-            raise ValueError(
-                f"gradient_checkpointing must be True or False, got {self.gradient_checkpointing!r}"
-            )
+        for flag in ("gradient_checkpointing", "self_conditioning"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
     def _check_sizes(self) -> None:
         for name in ("d_model", "num_heads", "num_layers", "d_ff", "latent_dim"):

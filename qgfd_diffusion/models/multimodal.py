@@ -64,13 +64,17 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
             )
         self.cfg = cfg
         self.backbone = backbone or QGFDDiffusionBackbone(cfg)
-        self.objective = DiffusionObjective(cfg.schedule)
+        self.objective = self.training_objective()
         self.adapters = nn.ModuleDict()
         self.latent_maps = nn.ModuleDict()
         self.cond_maps = nn.ModuleDict()
         self.layouts: dict[str, LatentLayout] = {}
         for name, adapter in named.items():
             self.add_modality(name, adapter)
+
+    def training_objective(self, min_snr_gamma: float | None = None) -> DiffusionObjective:
+        """THE training objective for this model's schedule and network (self-conditioning)."""
+        return DiffusionObjective(self.cfg.schedule, min_snr_gamma, self.cfg.self_conditioning)
 
     @property
     def schedule(self) -> NoiseScheduleConfig:
@@ -161,7 +165,7 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
         )
         objective = self.objective
         if min_snr_gamma is not None:
-            objective = DiffusionObjective(self.schedule, min_snr_gamma)
+            objective = self.training_objective(min_snr_gamma)
         dropout = self.cfg.cond_dropout_prob if cond_dropout is None else cond_dropout
         return objective(
             self.backbone,

@@ -8,6 +8,10 @@ One loop serves every scheduler (DDIM by default, Song et al. 2021; its eq. 12 w
 t feed ``scale_model_input(x_t, t)`` to the backbone and hand its prediction to
 ``scheduler.step``. ``eta`` and ``generator`` go only to schedulers whose ``step`` accepts them.
 
+Self-conditioning (Chen et al. 2022): a backbone built with ``self_conditioning`` reads the
+previous step's x0 estimate (the scheduler's ``pred_original_sample``, or x0 from the guided
+prediction where a scheduler reports none), zeros at the first step.
+
 Classifier-free guidance (Ho & Salimans 2022, eq. 6 with g = 1 + w):
     pred = pred(x_t, null) + g * (pred(x_t, c) - pred(x_t, null)),
 computed with one batched forward of [unconditional; conditional].
@@ -26,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..latents import LatentLayout
+from ..schedules.training import predict_x0
 
 
 def _double(value: Any) -> Any:
@@ -156,8 +161,11 @@ def sample_latents(
     x = initial_latents(scheduler, shape, latents, generator, device, dtype)
     kwargs = step_kwargs(scheduler, eta, generator)
     forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
+    self_conditioning = reads_self_condition(backbone)
+    x0_hat = None  # self-conditioning: the previous step's estimate of x0 (zeros at the start)
     for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress):
         x_in = scheduler.scale_model_input(x, t)
+        extra = {"self_cond": x0_hat} if self_conditioning else {}
         prediction = guided_prediction(
             backbone,
             x_in,
@@ -166,6 +174,23 @@ def sample_latents(
             cond_tokens=cond_tokens,
             cond_mask=cond_mask,
             **forward_kwargs,
+            **extra,
         )
-        x = scheduler.step(prediction, t, x, **kwargs).prev_sample
+        step = scheduler.step(prediction, t, x, **kwargs)
+        if self_conditioning:
+            x0_hat = x0_estimate(scheduler, step, prediction, x_in, t)
+        x = step.prev_sample
     return x
+
+
+def reads_self_condition(backbone: nn.Module) -> bool:
+    """Whether the backbone (or the module DDP wraps) takes a self-conditioning input."""
+    config = getattr(getattr(backbone, "module", backbone), "config", None)
+    return bool(getattr(config, "self_conditioning", False))
+
+
+def x0_estimate(scheduler: SchedulerMixin, step, prediction: Tensor, x_in: Tensor, t) -> Tensor:
+    """The step's x0 estimate: the scheduler's own ``pred_original_sample`` where it reports
+    one (DDIM, DDPM, Euler, Heun, ...), else x0 from the prediction at the model input x_in."""
+    estimate = getattr(step, "pred_original_sample", None)
+    return predict_x0(scheduler, prediction, x_in, t) if estimate is None else estimate

@@ -10,6 +10,10 @@ Symbols (Ho et al. 2020, DDPM eq. 4 and 14; Salimans & Ho 2022 for v):
     loss    mean_B w(t) * mean_{real tokens} || f_theta(x_t, t, c) - target ||^2
             w = 1, or min-SNR-gamma (Hang et al. 2023)
 
+Self-conditioning (Chen et al. 2022, "Analog Bits", Alg. 1): for a random half of the samples
+(``SELF_COND_RATE``) a first, no-grad pass estimates x0_hat = x0(f_theta(x_t, t, c, 0)); the
+trained pass reads it, f_theta(x_t, t, c, sg(x0_hat)); the other samples read zeros.
+
 Like DiT's ``training_losses``, every caller goes through :class:`DiffusionObjective`: the
 trainer (training and validation), ``SharedQGFDDiffusionModel.loss``, the seed-001 models and
 the benchmarks. Its randomness (t, eps, the condition drop, in that order) comes from one
@@ -27,20 +31,26 @@ from torch import Tensor, nn
 
 from ..latents import LatentBatch
 from .config import NoiseScheduleConfig
-from .training import per_sample_error, training_target, weighted_mean
+from .training import per_sample_error, predict_x0, training_target, weighted_mean
+
+SELF_COND_RATE = 0.5  # share of samples trained on their own x0 estimate (Chen et al. 2022)
 
 
 @dataclass
 class TrainingDraws:
-    """The random draws of one batch: t [B] long, eps [B, L, C], drop [B] bool or None."""
+    """The random draws of one batch: t [B] long, eps [B, L, C], drop [B] bool or None,
+    self_cond [B] bool (which samples get a self-conditioning estimate) or None."""
 
     t: Tensor
     noise: Tensor
     drop_cond: Tensor | None
+    self_cond: Tensor | None = None
 
     def shard(self, index: slice) -> TrainingDraws:
-        drop = None if self.drop_cond is None else self.drop_cond[index]
-        return TrainingDraws(self.t[index], self.noise[index], drop)
+        pick = lambda x: None if x is None else x[index]  # noqa: E731
+        return TrainingDraws(
+            self.t[index], self.noise[index], pick(self.drop_cond), pick(self.self_cond)
+        )
 
 
 @dataclass
@@ -58,9 +68,15 @@ class DiffusionObjective:
 
     schedule: the forward process (``NoiseScheduleConfig``).
     min_snr_gamma: None for the plain loss, or gamma of min-SNR-gamma weighting.
+    self_conditioning: train a self-conditioning model (``DiffusionConfig.self_conditioning``).
     """
 
-    def __init__(self, schedule: NoiseScheduleConfig, min_snr_gamma: float | None = None):
+    def __init__(
+        self,
+        schedule: NoiseScheduleConfig,
+        min_snr_gamma: float | None = None,
+        self_conditioning: bool = False,
+    ):
         if not isinstance(schedule, NoiseScheduleConfig):
             raise TypeError(
                 f"schedule must be a NoiseScheduleConfig, got {type(schedule).__name__}"
@@ -68,6 +84,7 @@ class DiffusionObjective:
         if min_snr_gamma is not None and min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be > 0 or None, got {min_snr_gamma}")
         self.schedule, self.min_snr_gamma = schedule, min_snr_gamma
+        self.self_conditioning = self_conditioning
         self.scheduler = schedule.training_scheduler()
 
     def draw(
@@ -79,7 +96,8 @@ class DiffusionObjective:
         t: Tensor | None = None,
         noise: Tensor | None = None,
     ) -> TrainingDraws:
-        """t, eps and the guidance drop for ``batch``, in that order, each unless given.
+        """t, eps, the guidance drop and the self-conditioning choice for ``batch``, in that
+        order, each unless given (the last only for a self-conditioning objective).
 
         cond_dropout: None draws no drop mask (the model decides, e.g. none in eval mode);
         a probability draws one for batches with condition tokens (0 keeps every condition).
@@ -97,7 +115,11 @@ class DiffusionObjective:
         if cond_dropout is not None and batch.cond_tokens is not None:
             drop = torch.rand(B, generator=generator, device=gen_device) < cond_dropout
             drop = drop.to(x0.device)
-        return TrainingDraws(t, noise, drop)
+        self_cond = None
+        if self.self_conditioning:
+            self_cond = torch.rand(B, generator=generator, device=gen_device) < SELF_COND_RATE
+            self_cond = self_cond.to(x0.device)
+        return TrainingDraws(t, noise, drop, self_cond)
 
     def loss(
         self, model: nn.Module, batch: LatentBatch, draws: TrainingDraws, *, modality: int = 0
@@ -105,20 +127,29 @@ class DiffusionObjective:
         """Build x_t and the target from ``draws``, call ``model`` (plain or DDP-wrapped)."""
         x0 = batch.latents  # [B, L, C]
         x_t = self.scheduler.add_noise(x0, draws.noise, draws.t)
-        prediction = model(
-            x_t,
-            draws.t,
-            batch.cond_tokens,
-            batch.cond_mask,
+        forward = dict(
             layout=batch.layout,
             latent_mask=batch.mask,
             modality=modality,
             force_drop_cond=draws.drop_cond,
         )
+        if self.self_conditioning:
+            forward["self_cond"] = self._self_condition(model, batch, draws, x_t, forward)
+        prediction = model(x_t, draws.t, batch.cond_tokens, batch.cond_mask, **forward)
         target = training_target(self.scheduler, x0, draws.noise, draws.t)
         per_sample = per_sample_error(prediction, target, batch.mask)  # [B]
         loss = weighted_mean(per_sample, draws.t, self.scheduler, self.min_snr_gamma)
         return ObjectiveOutput(loss, per_sample.detach(), draws)
+
+    @torch.no_grad()
+    def _self_condition(self, model, batch, draws, x_t, forward) -> Tensor:
+        """sg(x0_hat) [B, L, C] for the samples ``draws.self_cond`` picks, zeros elsewhere."""
+        x0_hat = torch.zeros_like(x_t)
+        if draws.self_cond is None or not draws.self_cond.any():
+            return x0_hat
+        first = model(x_t, draws.t, batch.cond_tokens, batch.cond_mask, **forward)
+        estimate = predict_x0(self.scheduler, first, x_t, draws.t)  # [B, L, C]
+        return torch.where(draws.self_cond[:, None, None], estimate, x0_hat)
 
     def __call__(
         self,
