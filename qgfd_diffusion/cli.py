@@ -13,17 +13,24 @@ Examples:
 
 Bad input (a missing file, a mistyped or out-of-range config value, a checkpoint that does not
 fit) exits with status 2 and one line saying what is wrong and where; QGFD_DEBUG=1 shows the
-traceback instead.
+traceback instead. ``qgfd train`` checks the whole config (every phase's adapter, options, data
+and the sampling settings) before any work. A write the disk refuses (no space left, read-only
+folder) exits with status 3 and one line; the newest complete checkpoint is left intact, so
+``--resume`` continues from it once there is room.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
 import os
 import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_WRITE = 3  # the disk refused a write (no space, read-only); checkpoints left intact
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _positive_int(text: str) -> int:
@@ -92,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a run config (phases on one backbone)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="exit status: 0 done; 2 bad input (the whole config is checked before any work; "
+        "also data, encoders, checkpoints), one line; 3 a write the disk refused (no space, "
+        "read-only folder), one line: the newest complete checkpoint is intact and --resume "
+        "continues from it",
     )
     train.add_argument("config", type=Path, help="YAML run config, e.g. configs/quickstart.yaml")
     train.add_argument("--output-dir", type=Path, required=True, help="run folder")
@@ -106,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest complete checkpoint in the run folder",
+        help="continue from the newest verified checkpoint in the run folder; a damaged one "
+        "is skipped with one line saying why (and set aside as step-*.damaged). A folder with "
+        "no complete checkpoint yet (a run stopped before its first) starts from the "
+        "beginning; one whose checkpoints are all damaged exits 2",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -162,12 +176,23 @@ def run_train(args) -> None:
     from .train.logs import silence_library_progress_bars
     from .train.trainer import Trainer
 
-    config = load_run_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)  # every check that needs no data
+    _log_to_stderr("qgfd train")
     silence_library_progress_bars()  # one training bar: no weight save/load bars cutting it
     final = Trainer(
         config, args.output_dir, resume=args.resume, progress=not args.no_progress
     ).fit()
     print(f"final model: {final}")
+
+
+def _log_to_stderr(prefix: str) -> None:
+    """The library's notes (resume choices, what a check waits for) as one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    logger = logging.getLogger("qgfd_diffusion")
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def run_sample(args) -> None:
@@ -225,6 +250,7 @@ COMMANDS = {"train": run_train, "sample": run_sample, "presets": run_presets}
 def main(argv: list[str] | None = None) -> int:
     from safetensors import SafetensorError
 
+    from .train.checkpoint import CheckpointWriteError
     from .train.trainer import TrainingError
 
     args = build_parser().parse_args(argv)
@@ -234,8 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("QGFD_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        write_failed = isinstance(error, CheckpointWriteError) or (
+            isinstance(error, OSError) and error.errno in DISK_ERRNOS
+        )
+        if write_failed and args.command == "train":
+            message += " (make room, then --resume continues from the newest complete checkpoint)"
         print(f"qgfd {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_WRITE if write_failed else EXIT_USAGE
     return 0
 
 

@@ -27,10 +27,26 @@ class ConfigError(ValueError):
 
 def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
     """Validate ``data`` (a mapping) into dataclass ``cls``; raise ConfigError naming the path."""
+    values = convert_fields(cls, data, path)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise _locate(str(error), path, fields) from None
+
+
+def convert_fields(
+    cls: type, data: Any, path: str = "", exclude: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Check the keys and value types of ``data`` against dataclass ``cls`` without building
+    it: {field: converted value} for the keys given. ``exclude`` names fields that are not
+    the config file's to set (they count as unknown keys)."""
     if not isinstance(data, dict):
         raise ConfigError(path, f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in exclude}
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         where = _join(path, str(unknown[0]))
         raise ConfigError(where, f"unknown key (allowed: {', '.join(fields)})")
@@ -46,12 +62,7 @@ def build_dataclass(cls: type, data: Any, path: str = "") -> Any:
                 raise ConfigError(where, "missing required key")
             continue
         values[name] = convert(hints[name], data[name], where)
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as error:
-        raise _locate(str(error), path, fields) from None
+    return values
 
 
 def _locate(message: str, path: str, fields) -> ConfigError:

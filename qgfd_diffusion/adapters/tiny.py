@@ -10,6 +10,7 @@ Dimension legend: D model width (``TINY_WIDTH``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+TINY_PREFIX = "tiny:"  # encoder_name_or_path "tiny:KIND" asks a run for a tiny KIND encoder
 TINY_WIDTH = 32
 TINY_HEADS = 2
 TINY_FFN = 64
@@ -24,6 +26,8 @@ TINY_IMAGE_SIZE = 16
 TINY_PATCH = 4
 TINY_SAMPLING_RATE = 16000
 T5_VOCAB_SIZE = 2000  # upper bound; small corpora give fewer pieces
+T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in t5-small
+METASPACE = "\u2581"  # the word-boundary mark of SentencePiece pieces
 
 DEFAULT_TEXTS = (
     "the cat sat on the mat",
@@ -60,20 +64,38 @@ def build_word_tokenizer(texts: Sequence[str], specials: dict[str, str], templat
 def build_t5_tokenizer(texts: Sequence[str], vocab_size: int = T5_VOCAB_SIZE) -> Any:
     """A real ``T5Tokenizer`` (SentencePiece-style Unigram over Metaspace pieces) trained on
     ``texts``, with T5's ids: <pad> 0, </s> 1, <unk> 2; no extra_ids. Loads with
-    ``T5Tokenizer.from_pretrained`` and ``AutoTokenizer.from_pretrained`` like t5-small's."""
-    import json
+    ``T5Tokenizer.from_pretrained`` and ``AutoTokenizer.from_pretrained`` like t5-small's.
 
+    Deterministic: the same texts give the same ``tokenizer.json`` bytes. The Unigram trainer
+    (tokenizers' Rust code) chooses the pieces, but its scores vary in the last bits from run to
+    run (it sums over hash maps in a random order), and the ids follow the scores. So the scores
+    and the order come from ``_piece_scores``: exact counts, ties broken by the piece itself.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import T5Tokenizer
 
     unigram = Tokenizer(models.Unigram())
     unigram.pre_tokenizer = pre_tokenizers.Metaspace()
     trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
+        vocab_size=vocab_size, special_tokens=list(T5_SPECIALS), unk_token="<unk>"
     )
     unigram.train_from_iterator(list(texts), trainer)
-    pieces = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
-    return T5Tokenizer(vocab=pieces, extra_ids=0)
+    pieces = [piece for piece in unigram.get_vocab() if piece not in T5_SPECIALS]
+    specials = [(token, 0.0) for token in T5_SPECIALS]
+    return T5Tokenizer(vocab=specials + _piece_scores(pieces, texts), extra_ids=0)
+
+
+def _piece_scores(pieces: Sequence[str], texts: Sequence[str]) -> list[tuple[str, float]]:
+    """[(piece, log relative frequency)], most frequent first, ties by piece.
+
+    A piece's count is how often it occurs in the texts as Metaspace writes them (a word
+    boundary is ``METASPACE``): integers, so the scores and their order never vary.
+    """
+    corpus = "\n".join(METASPACE + text.replace(" ", METASPACE) for text in texts)
+    counts = {piece: max(corpus.count(piece), 1) for piece in pieces}
+    log_total = math.log(sum(counts.values()))
+    ordered = sorted(pieces, key=lambda piece: (-counts[piece], piece))
+    return [(piece, math.log(counts[piece]) - log_total) for piece in ordered]
 
 
 def _t5(out_dir: Path, texts: Sequence[str], encoder_only: bool) -> None:

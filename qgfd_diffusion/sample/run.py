@@ -46,6 +46,11 @@ def load_pipeline(
         pipe = QGFDPipeline.from_pretrained(folder, use_ema=use_ema)
     elif folder.name.startswith(CHECKPOINT_PREFIX):
         pipe = pipeline_from_checkpoint(folder, use_ema)
+    elif not (folder / BACKBONE_FOLDER).is_dir():
+        raise FileNotFoundError(
+            f"not a saved qgfd model: {folder} has no {PIPELINE_INDEX}, no {BACKBONE_FOLDER}/ "
+            "and is no checkpoints/step-* folder"
+        )
     else:  # a model folder written before model_index.json
         weights = EMA_FOLDER if use_ema and (folder / EMA_FOLDER).is_dir() else BACKBONE_FOLDER
         model = SharedQGFDDiffusionModel.from_pretrained(folder, backbone_folder=weights)
@@ -61,7 +66,9 @@ def pipeline_from_checkpoint(folder: Path, use_ema: bool = True) -> QGFDPipeline
     from ..adapters import load_adapter
     from ..train.checkpoint import load_part
     from ..train.config import run_config_from_dict
+    from ..train.manifest import verify_checkpoint
 
+    verify_checkpoint(folder)  # every file against the checkpoint's manifest, adapters too
     trainer = load_part(folder, "trainer")
     config = run_config_from_dict(trainer["config"])
     adapters = {name: load_adapter(folder / "adapters" / name) for name in trainer["modalities"]}

