@@ -134,6 +134,7 @@ class AudioAdapter(PretrainedEncoderAdapter):
     """Frame features of a frozen audio encoder; an optional frame-to-waveform head."""
 
     modality = "audio"
+    output_field = "audios"
     condition_kind = None
     collate = staticmethod(collate_audio)
     writer = staticmethod(write_audio)

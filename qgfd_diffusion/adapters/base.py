@@ -165,6 +165,7 @@ class ModalityAdapter(nn.Module, ABC):
     name: ClassVar[str] = ""  # registry name, set by ``register_adapter``
     modality: ClassVar[str] = ""  # data modality: text, image, audio, video, tabular, ...
     condition_kind: ClassVar[ConditionKind | None] = None  # what ``encode_condition`` takes
+    output_field: ClassVar[str] = ""  # the QGFDPipelineOutput field its decoded samples go to
     collate: ClassVar[Collate | None] = None  # staticmethod: raw examples -> raw batch
     writer: ClassVar[Writer | None] = None  # staticmethod: decoded samples -> files
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig

@@ -181,6 +181,7 @@ class PatchImageAdapter(ModalityAdapter):
     """DiT-style pixel patches: exact encode/decode, no encoder, nothing trainable."""
 
     modality = "image"
+    output_field = "images"
     condition_kind = "label"
     collate = staticmethod(collate_image)
     writer = staticmethod(write_images)
@@ -229,6 +230,7 @@ class ViTImageAdapter(PretrainedEncoderAdapter):
     """Patch tokens of a frozen ViT (or any transformers image encoder) + a pixel head."""
 
     modality = "image"
+    output_field = "images"
     condition_kind = "label"
     collate = staticmethod(collate_image)
     writer = staticmethod(write_images)

@@ -131,6 +131,7 @@ class TabularAdapter(ModalityAdapter):
     """One token of width C per column; fixed codes, exact inverse."""
 
     modality = "tabular"
+    output_field = "tables"
     condition_kind = None
     collate = staticmethod(collate_tabular)
     writer = staticmethod(write_tabular)

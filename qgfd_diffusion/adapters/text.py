@@ -106,6 +106,7 @@ class TextAdapter(PretrainedEncoderAdapter):
     """Frozen text encoder states as latents; rounding head or seq2seq decoder to go back."""
 
     modality = "text"
+    output_field = "texts"
     condition_kind = "prompt"
     collate = staticmethod(collate_text)
     writer = staticmethod(write_text)

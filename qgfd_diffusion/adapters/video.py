@@ -150,6 +150,7 @@ class VideoAdapter(ModalityAdapter):
     """Frames through an image adapter; latents [B, T*N, C] with layout video (T, h, w)."""
 
     modality = "video"
+    output_field = "videos"
     condition_kind = "label"
     collate = staticmethod(collate_video)
     writer = staticmethod(write_videos)

@@ -54,14 +54,7 @@ class QGFDPipelineOutput(BaseOutput):
     videos: Any = None
 
 
-# the output field that holds each modality's decoded samples
-_OUTPUT_FIELD = {
-    "image": "images",
-    "text": "texts",
-    "audio": "audios",
-    "tabular": "tables",
-    "video": "videos",
-}
+PIXEL_FIELDS = ("images", "videos")  # outputs converted to PIL / numpy like diffusers'
 
 
 class QGFDPipeline(DiffusionPipeline):
@@ -167,10 +160,8 @@ class QGFDPipeline(DiffusionPipeline):
         )
         decoded = {}
         if output.decoded is not None:
-            kind = model.adapters[modality].modality
-            decoded[_OUTPUT_FIELD.get(kind, "images")] = convert_output(
-                kind, output.decoded, output_type
-            )
+            field = model.adapters[modality].output_field  # declared by the adapter class
+            decoded[field] = convert_output(field, output.decoded, output_type)
         result = QGFDPipelineOutput(latents=output.latents, **decoded)
         self.maybe_free_model_hooks()
         return result if return_dict else result.to_tuple()
@@ -232,17 +223,17 @@ def check_guidance(modality: str, guidance_scale: float, condition: Any) -> None
         )
 
 
-def convert_output(modality: str, decoded: Any, output_type: OutputType) -> Any:
+def convert_output(field: str, decoded: Any, output_type: OutputType) -> Any:
     """Decoded images / videos in diffusers' conventions: ``pt`` [B, (F,) C, H, W] tensors,
     ``np`` [B, (F,) H, W, C] arrays, ``pil`` PIL images (a list of frames per video); other
     modalities as their adapter decodes them (texts, waveforms, tables)."""
-    if modality not in ("image", "video") or output_type == "pt":
+    if field not in PIXEL_FIELDS or output_type == "pt":
         return decoded
     array = torch.as_tensor(decoded).float().clamp(0, 1).cpu().numpy()  # [B, (F,) C, H, W]
     channels_last = np.moveaxis(array, -3, -1)  # [B, (F,) H, W, C]
     if output_type == "np":
         return channels_last
-    if modality == "video":
+    if field == "videos":
         return [[_to_pil(frame) for frame in clip] for clip in channels_last]
     return [_to_pil(image) for image in channels_last]
 

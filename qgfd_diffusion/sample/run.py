@@ -22,6 +22,7 @@ import torch
 
 from ..latents import LatentLayout
 from ..models.multimodal import BACKBONE_FOLDER, SharedQGFDDiffusionModel
+from ..schedules.config import NoiseScheduleConfig
 from .options import SampleOptions
 from .pipeline import QGFDPipeline
 from .schedulers import make_scheduler
@@ -101,7 +102,7 @@ def sample_to_folder(
     if modality not in pipe.modalities:
         raise ValueError(f"unknown modality {modality!r}; this model has {pipe.modalities}")
     out_dir = Path(out_dir)
-    schedule = pipe.model().schedule
+    schedule = NoiseScheduleConfig.from_mapping(pipe.scheduler.config)
     pipe.scheduler = make_scheduler(options.scheduler, schedule)
     pipe.set_progress_bar_config(disable=not progress)
     output = pipe(

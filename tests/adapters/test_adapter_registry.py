@@ -166,3 +166,16 @@ def test_collate_gives_what_the_adapter_encodes(modality, tiny_dir):
     assert adapter.modality == modality
     latents = adapter.encode(adapter.prepare_batch(adapter.collate(EXAMPLES[modality]))).latents
     assert latents.shape[0] == 2 and latents.shape[-1] == adapter.latent_dim
+
+
+def test_every_adapter_names_the_pipeline_output_its_samples_go_to():
+    from dataclasses import fields
+
+    from qgfd_diffusion.adapters import ADAPTERS
+    from qgfd_diffusion.sample.pipeline import QGFDPipelineOutput
+
+    outputs = {f.name for f in fields(QGFDPipelineOutput)} - {"latents"}
+    assert {name: cls.output_field in outputs for name, cls in ADAPTERS.items()} == {
+        name: True for name in ADAPTERS
+    }
+    assert ADAPTERS["patch_image"].output_field == ADAPTERS["image"].output_field == "images"
