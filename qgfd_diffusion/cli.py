@@ -33,11 +33,19 @@ EXIT_WRITE = 3  # the disk refused a write (no space, read-only); checkpoints le
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _non_negative_float(text: str) -> float:
@@ -145,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="classifier-free guidance scale (1 = none)",
     )
+    sample.add_argument(
+        "--clamp-steps",
+        type=_non_negative_int,
+        default=0,
+        help="text: snap the x0 estimate to the nearest tokens over the last N steps "
+        "(Diffusion-LM's clamping; 0 = off)",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--scheduler", default="ddim", choices=sorted(SAMPLING_SCHEDULERS))
     sample.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA")
@@ -204,6 +219,7 @@ def run_sample(args) -> None:
         steps=args.steps,
         eta=args.eta,
         guidance=args.guidance,
+        clamp_steps=args.clamp_steps,
         seed=args.seed,
         scheduler=args.scheduler,
         classes=args.classes,

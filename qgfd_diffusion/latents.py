@@ -63,6 +63,7 @@ class LatentBatch:
     mask:       [B, L] bool, True = real token (None: all real)
     layout:     LatentLayout with layout.num_tokens == L for fixed layouts (sequence: max L)
     cond_tokens / cond_mask: [B, Lc, Dc] / [B, Lc] bool, never derived from ``latents`` itself
+    tokens:     [B, L] long, the discrete ids the latents encode (text), for token losses
     """
 
     latents: Tensor
@@ -70,6 +71,7 @@ class LatentBatch:
     mask: Tensor | None = None
     cond_tokens: Tensor | None = None
     cond_mask: Tensor | None = None
+    tokens: Tensor | None = None
 
     def to(self, device) -> LatentBatch:
         """Move every tensor to ``device`` (dtypes unchanged: masks stay bool)."""
@@ -80,6 +82,7 @@ class LatentBatch:
             mask=move(self.mask),
             cond_tokens=move(self.cond_tokens),
             cond_mask=move(self.cond_mask),
+            tokens=move(self.tokens),
         )
 
     def select(self, index: slice | Tensor) -> LatentBatch:
@@ -91,4 +94,5 @@ class LatentBatch:
             mask=pick(self.mask),
             cond_tokens=pick(self.cond_tokens),
             cond_mask=pick(self.cond_mask),
+            tokens=pick(self.tokens),
         )

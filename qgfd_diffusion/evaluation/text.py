@@ -22,26 +22,35 @@ than `min_count` times become <unk>, so <unk> has real probability mass for unse
 
 distinct-n (Li et al. 2016, "A diversity-promoting objective function for neural conversation
 models"): unique n-grams / total n-grams over all lines (n-grams never cross a line break).
+
+Guardrails, because perplexity alone rewards the wrong things (frequent-word soup scores close
+to real lines): unigram entropy H = -sum_w p(w) log2 p(w) of the tokens of a set of lines; the
+copy rate (lines identical, token for token, to a training line); and reference rows scored by
+the same referee (`reference_lines`): real lines with their words shuffled across lines, words
+drawn at random by their training frequency, and a bigram chain fitted on the training lines.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[^\w\s]")
+# <unk>: a decoder's unknown word stays one token (and is scored as unknown)
+_TOKEN = re.compile(r"<unk>|[a-z0-9]+(?:'[a-z0-9]+)*|[^\w\s]")
 DEFAULT_DISCOUNT = 0.75  # used when an order has no count-1 or count-2 n-grams to estimate D
 MAX_DISCOUNT = 0.95  # keeps D < 1 so every seen n-gram keeps positive mass
 Ngram = tuple[str, ...]
 
 
 def tokenize(line: str) -> list[str]:
-    """'O Romeo, Romeo!' -> ['o', 'romeo', ',', 'romeo', '!']."""
+    """'O Romeo, Romeo!' -> ['o', 'romeo', ',', 'romeo', '!']; a literal "<unk>" (a decoder's
+    unknown word) is one token."""
     return _TOKEN.findall(line.lower())
 
 
@@ -158,7 +167,8 @@ class NgramModel:
         """Fraction of word tokens outside the vocabulary: perplexity scores them all as one
         <unk> word, so garbled text can look better than it is; read the two together."""
         tokens = [token for line in _check_lines(lines, "lines") for token in tokenize(line)]
-        return sum(token not in self.vocabulary for token in tokens) / max(len(tokens), 1)
+        unknown = sum(token == UNK or token not in self.vocabulary for token in tokens)
+        return unknown / max(len(tokens), 1)
 
     def perplexity(self, lines: Sequence[str]) -> float:
         """exp(- mean log p) over every token and </s> of the lines."""
@@ -181,11 +191,85 @@ def distinct_n(lines: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams)
 
 
-def _text_figures(lines: list[str], model: NgramModel, orders: Sequence[int]) -> dict[str, float]:
-    """Perplexity, <unk> rate, distinct-n for each n, and mean tokens per line of one set."""
+def unigram_entropy(lines: Sequence[str]) -> float:
+    """H = -sum_w p(w) log2 p(w) over the tokens of all lines, in bits."""
+    counts = Counter(token for line in _check_lines(lines, "lines") for token in tokenize(line))
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError("lines contain no tokens: unigram entropy is undefined")
+    return -sum(c / total * math.log2(c / total) for c in counts.values())
+
+
+def copy_rate(lines: Sequence[str], training_lines: Sequence[str]) -> float:
+    """Share of lines identical, token for token, to some training line (memorised lines)."""
+    seen = {tuple(tokenize(line)) for line in _check_lines(training_lines, "training_lines")}
+    lines = _check_lines(lines, "lines")
+    return sum(tuple(tokenize(line)) in seen for line in lines) / len(lines)
+
+
+class BigramChain:
+    """A maximum-likelihood bigram model of token sequences, for sampling reference lines:
+    p(w | v) = c(v w) / c(v .), with <s> before and </s> after each line."""
+
+    def __init__(self, lines: Sequence[str]):
+        self.successors: dict[str, Counter[str]] = defaultdict(Counter)
+        for line in _check_lines(lines, "lines"):
+            tokens = [BOS, *tokenize(line), EOS]
+            for v, w in zip(tokens, tokens[1:], strict=False):
+                self.successors[v][w] += 1
+
+    def sample(self, count: int, seed: int, max_tokens: int = 40) -> list[str]:
+        """``count`` lines drawn token by token from <s> until </s> (or ``max_tokens``)."""
+        rng = random.Random(seed)
+        lines = []
+        for _ in range(count):
+            tokens, word = [], BOS
+            while len(tokens) < max_tokens:
+                options = self.successors[word]
+                word = rng.choices(list(options), weights=list(options.values()))[0]
+                if word == EOS:
+                    break
+                tokens.append(word)
+            lines.append(" ".join(tokens))
+        return lines
+
+
+def reference_lines(
+    real: Sequence[str], training_lines: Sequence[str], seed: int
+) -> dict[str, list[str]]:
+    """Reference sets as many as ``real``: ``shuffled`` (real lines' words shuffled across the
+    lines, lengths kept), ``frequent`` (each real line's length of words drawn by their training
+    frequency) and ``bigram`` (lines sampled from a ``BigramChain`` of the training lines)."""
+    real = _check_lines(real, "real")
+    rng = random.Random(seed)
+    lengths = [len(tokenize(line)) for line in real]
+    pool = [token for line in real for token in tokenize(line)]
+    rng.shuffle(pool)
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    shuffled = [" ".join(pool[a : a + n]) for a, n in zip(starts, lengths, strict=True)]
+    frequency = Counter(
+        t for line in _check_lines(training_lines, "training") for t in tokenize(line)
+    )
+    words, weights = list(frequency), list(frequency.values())
+    frequent = [" ".join(rng.choices(words, weights=weights, k=n)) for n in lengths]
+    bigram = BigramChain(training_lines).sample(len(real), seed)
+    return {"shuffled": shuffled, "frequent": frequent, "bigram": bigram}
+
+
+def _text_figures(
+    lines: list[str],
+    model: NgramModel,
+    orders: Sequence[int],
+    training_lines: Sequence[str] | None,
+) -> dict[str, float]:
+    """Perplexity, <unk> rate, distinct-n for each n, mean tokens per line, unigram entropy and
+    (with training lines) the copy rate of one set."""
     figures = {"perplexity": model.perplexity(lines), "unknown_rate": model.unknown_rate(lines)}
     figures.update({f"distinct_{n}": distinct_n(lines, n) for n in orders})
     figures["mean_tokens"] = sum(len(tokenize(line)) for line in lines) / len(lines)
+    figures["unigram_entropy"] = unigram_entropy(lines)
+    if training_lines is not None:
+        figures["copy_rate"] = copy_rate(lines, training_lines)
     return figures
 
 
@@ -198,6 +282,8 @@ def text_report(
     min_count: int = 2,
     distinct_orders: Sequence[int] = (1, 2, 3),
     match_sizes: bool = True,
+    training_lines: Sequence[str] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The issue's text figures for generated lines against real lines.
 
@@ -206,10 +292,16 @@ def text_report(
     computed for `generated` and for `real_reference`. distinct-n falls as the number of lines
     grows, so with `match_sizes` both sets are cut to the first min(N_gen, N_real) lines.
 
-    Returns {"generated_perplexity", "real_perplexity", "perplexity_ratio" (generated / real),
-    "generated_unknown_rate" / "real_unknown_rate" (tokens outside the model's vocabulary),
-    "generated_distinct_k" / "real_distinct_k" per k, "generated_mean_tokens",
-    "real_mean_tokens", "lines" (per set), "n", "vocabulary_size"}.
+    With ``training_lines`` (the generator's training data) each set also gets its copy rate,
+    and the reference sets of ``reference_lines`` (drawn with ``seed``) are scored alike.
+
+    Returns, for each set S of generated, real and (with training lines) reference_shuffled,
+    reference_frequent, reference_bigram: "S_perplexity", "S_unknown_rate" (tokens outside the
+    model's vocabulary), "S_distinct_k" per k, "S_mean_tokens", "S_unigram_entropy",
+    "S_copy_rate"; the ratios to real "perplexity_ratio" (generated / real),
+    "S_perplexity_ratio" for the references, "entropy_ratio", "distinct_k_ratio",
+    "mean_tokens_ratio";
+    and "lines" (per set), "n", "vocabulary_size".
     """
     generated = _check_lines(generated, "generated")
     real_reference = _check_lines(real_reference, "real_reference")
@@ -219,14 +311,24 @@ def text_report(
     model = NgramModel.fit(
         _check_lines(heldout_for_fitting, "heldout_for_fitting"), n=n, min_count=min_count
     )
+    sets = {"generated": generated, "real": real_reference}
+    if training_lines is not None:
+        references = reference_lines(real_reference, training_lines, seed)
+        sets.update({f"reference_{name}": lines for name, lines in references.items()})
     report: dict[str, Any] = {}
-    for prefix, lines in (("generated", generated), ("real", real_reference)):
-        report.update(
-            {
-                f"{prefix}_{key}": value
-                for key, value in _text_figures(lines, model, distinct_orders).items()
-            }
+    for prefix, lines in sets.items():
+        figures = _text_figures(lines, model, distinct_orders, training_lines)
+        report.update({f"{prefix}_{key}": value for key, value in figures.items()})
+    real_perplexity = report["real_perplexity"]
+    report["perplexity_ratio"] = report["generated_perplexity"] / real_perplexity
+    for prefix in sets:
+        if prefix.startswith("reference_"):
+            report[f"{prefix}_perplexity_ratio"] = report[f"{prefix}_perplexity"] / real_perplexity
+    report["entropy_ratio"] = report["generated_unigram_entropy"] / report["real_unigram_entropy"]
+    report["mean_tokens_ratio"] = report["generated_mean_tokens"] / report["real_mean_tokens"]
+    for k in distinct_orders:
+        report[f"distinct_{k}_ratio"] = (
+            report[f"generated_distinct_{k}"] / report[f"real_distinct_{k}"]
         )
-    report["perplexity_ratio"] = report["generated_perplexity"] / report["real_perplexity"]
     report.update(lines=len(generated), n=n, vocabulary_size=len(model.vocabulary))
     return report

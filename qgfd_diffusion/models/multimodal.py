@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..adapters.base import ModalityAdapter, load_adapter
 from ..compat.seed001 import Seed001Methods, seed_adapters
 from ..latents import LatentBatch, LatentLayout
 from ..schedules.config import NoiseScheduleConfig, load_noise_schedule
-from ..schedules.objective import DiffusionObjective
+from ..schedules.objective import DiffusionObjective, TokenLoss
 from .adapter_set import ADAPTERS_FOLDER, AdapterSet
 from .backbone import CONFIG_FILE, QGFDDiffusionBackbone
 from .config import DiffusionConfig
@@ -117,13 +118,7 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
         if cond_tokens is not None:
             cond_tokens = self.shared_condition(name, cond_tokens.to(latents.dtype))
         self._remember_layout(name, batch.layout)
-        return LatentBatch(
-            latents=latents,
-            layout=batch.layout,
-            mask=batch.mask,
-            cond_tokens=cond_tokens,
-            cond_mask=cond_mask,
-        )
+        return replace(batch, latents=latents, cond_tokens=cond_tokens, cond_mask=cond_mask)
 
     def shared_condition(self, name: str, cond_tokens: Tensor) -> Tensor:
         """An adapter's condition tokens [B, Lc, Dc_adapter] -> the backbone's [B, Lc, Dc]."""
@@ -147,6 +142,11 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
         return adapter.decode(self.latent_maps[name].inverse(latents), mask)
 
     # -- loss -------------------------------------------------------------------------------
+
+    def token_loss(self, name: str) -> TokenLoss:
+        """The adapter's ``token_loss`` (e.g. text's rounding term) on shared-space x0_hat."""
+        adapter, latent_map = self.adapters[name], self.latent_maps[name]
+        return lambda x0_hat, batch: adapter.token_loss(latent_map.inverse(x0_hat), batch)
 
     def loss(
         self,
@@ -173,6 +173,7 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
             generator=generator,
             modality=self.modality_id(name),
             cond_dropout=dropout if self.training else 0.0,
+            token_loss=self.token_loss(name),
         ).loss
 
     def _remember_layout(self, name: str, layout: LatentLayout) -> None:

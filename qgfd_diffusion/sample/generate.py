@@ -44,6 +44,7 @@ def generate(
     guidance_scale: float = 1.0,
     scheduler: SchedulerMixin | None = None,
     decode: bool = True,
+    clamp_steps: int = 0,
     progress: bool = False,
 ) -> SampleOutput:
     """Generate ``num_samples`` of modality ``name`` (DDIM by default, any diffusers scheduler).
@@ -51,6 +52,8 @@ def generate(
     condition: raw condition for the adapter (prompts, class labels), one per sample.
     layout: token layout to sample (default: the largest seen in training or encoding).
     scheduler: a sampling scheduler of the model's noise schedule (default: DDIM).
+    clamp_steps: clamp the x0 estimate to the nearest tokens over the last steps (text with a
+    fitted rounding head; ``sampler`` module docstring).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -77,9 +80,22 @@ def generate(
         cond_mask=cond_mask,
         layout=layout,
         modality=modality,
+        clamp=_clamp_in_shared_space(model, name) if clamp_steps else None,
+        clamp_steps=clamp_steps,
         progress=progress,
     )
     model.backbone.train(was_training)
     adapter_latents = model.latent_maps[name].inverse(latents)
     decoded = adapter.decode(adapter_latents) if decode and adapter.can_decode else None
     return SampleOutput(latents, adapter_latents, layout, None, decoded)
+
+
+def _clamp_in_shared_space(model, name: str):
+    """The adapter's ``clamp_latents`` on shared-space x0 [B, L, C] (through its latent map)."""
+    adapter, latent_map = model.adapters[name], model.latent_maps[name]
+    if not adapter.can_clamp:
+        raise ValueError(
+            f"clamp_steps needs a modality whose adapter can clamp (text with a fitted rounding "
+            f"head); {name!r} uses the {adapter.name!r} adapter"
+        )
+    return lambda x0: latent_map(adapter.clamp_latents(latent_map.inverse(x0)))

@@ -131,13 +131,15 @@ class QGFDPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         output_type: OutputType = "pil",
         return_dict: bool = True,
+        clamp_steps: int = 0,
     ) -> QGFDPipelineOutput | tuple:
         """Generate ``num_samples`` of ``modality``.
 
         class_labels / prompt: the condition of a class- or prompt-conditioned modality, one per
         sample (class-conditional modalities cycle 0..K-1 when none are given). Guidance
         (``guidance_scale`` != 1) needs a condition; on an unconditional modality it is an error,
-        never silently ignored.
+        never silently ignored. clamp_steps: text only, Diffusion-LM's clamping over the last
+        steps (``sample.sampler``).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -156,6 +158,7 @@ class QGFDPipeline(DiffusionPipeline):
             guidance_scale=guidance_scale,
             scheduler=self.scheduler,
             decode=output_type != "latent",
+            clamp_steps=clamp_steps,
             progress=not getattr(self, "_progress_bar_config", {}).get("disable", False),
         )
         decoded = {}

@@ -111,6 +111,7 @@ def sample_to_folder(
         num_inference_steps=options.steps,
         guidance_scale=options.guidance,
         eta=options.eta,
+        clamp_steps=options.clamp_steps,
         class_labels=options.classes,
         prompt=options.prompts,
         generator=torch.Generator().manual_seed(options.seed),

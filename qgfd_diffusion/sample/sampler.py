@@ -12,6 +12,11 @@ Self-conditioning (Chen et al. 2022): a backbone built with ``self_conditioning`
 previous step's x0 estimate (the scheduler's ``pred_original_sample``, or x0 from the guided
 prediction where a scheduler reports none), zeros at the first step.
 
+Clamping (Diffusion-LM's clamping trick, Li et al. 2022, for discrete data): over the last
+``clamp_steps`` steps the guided prediction's x0 estimate is replaced by ``clamp(x0)`` (for
+text: the latents of its rounded tokens) and the prediction by the one that implies it, so the
+scheduler steps towards real tokens. Dieleman et al. 2022 (CDCD) note that it lowers diversity.
+
 Classifier-free guidance (Ho & Salimans 2022, eq. 6 with g = 1 + w):
     pred = pred(x_t, null) + g * (pred(x_t, c) - pred(x_t, null)),
 computed with one batched forward of [unconditional; conditional].
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,7 +36,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..latents import LatentLayout
-from ..schedules.training import predict_x0
+from ..schedules.training import predict_x0, prediction_from_x0
 
 
 def _double(value: Any) -> Any:
@@ -139,6 +145,8 @@ def sample_latents(
     layout: LatentLayout | None = None,
     latent_mask: Tensor | None = None,
     modality: int | Tensor = 0,
+    clamp: Callable[[Tensor], Tensor] | None = None,
+    clamp_steps: int = 0,
     progress: bool = True,
 ) -> Tensor:
     """Run the reverse process from x_T to x_0 and return latents [B, L, C].
@@ -147,6 +155,8 @@ def sample_latents(
     shape / latents: [B, L, C] to draw x_T from ``generator``, or x_T itself.
     eta: DDIM's eta (0 = deterministic, 1 = DDPM-like); passed only where ``step`` takes it.
     guidance_scale: classifier-free guidance scale g (1 = plain conditional prediction).
+    clamp / clamp_steps: x0 [B, L, C] -> x0 of the nearest data, applied over the last
+    ``clamp_steps`` steps (module docstring).
     Device and dtype come from the backbone's parameters; the backbone's train/eval mode is
     left as it is (call ``eval()`` first to switch dropout off).
     """
@@ -157,13 +167,16 @@ def sample_latents(
             "scheduler must be a diffusers scheduler of the model's noise schedule, e.g. "
             f"make_scheduler('ddim', model.schedule); got {type(scheduler).__name__}"
         )
+    if clamp_steps < 0 or (clamp_steps and clamp is None):
+        raise ValueError(f"clamp_steps={clamp_steps} needs clamp= (and must be >= 0)")
     scheduler.set_timesteps(num_inference_steps, device=device)
+    first_clamped = max(len(scheduler.timesteps) - clamp_steps, 0)
     x = initial_latents(scheduler, shape, latents, generator, device, dtype)
     kwargs = step_kwargs(scheduler, eta, generator)
     forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
     self_conditioning = reads_self_condition(backbone)
     x0_hat = None  # self-conditioning: the previous step's estimate of x0 (zeros at the start)
-    for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress):
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress)):
         x_in = scheduler.scale_model_input(x, t)
         extra = {"self_cond": x0_hat} if self_conditioning else {}
         prediction = guided_prediction(
@@ -176,6 +189,9 @@ def sample_latents(
             **forward_kwargs,
             **extra,
         )
+        if i >= first_clamped:
+            x0_clamped = clamp(predict_x0(scheduler, prediction, x_in, t))
+            prediction = prediction_from_x0(scheduler, x0_clamped, x_in, t)
         step = scheduler.step(prediction, t, x, **kwargs)
         if self_conditioning:
             x0_hat = x0_estimate(scheduler, step, prediction, x_in, t)

@@ -10,6 +10,11 @@ Symbols (Ho et al. 2020, DDPM eq. 4 and 14; Salimans & Ho 2022 for v):
     loss    mean_B w(t) * mean_{real tokens} || f_theta(x_t, t, c) - target ||^2
             w = 1, or min-SNR-gamma (Hang et al. 2023)
 
+Token loss (Diffusion-LM's rounding term, Li et al. 2022): a caller may add a per-sample loss
+r(x0_hat) [B] on the x0 estimate x0_hat = x0(f_theta(x_t, ...)); it is weighed by a_bar_t, so it
+speaks at low noise, where x0_hat can name its tokens, and fades where x0_hat is a blur:
+    loss += mean_B a_bar_t * r(x0_hat)
+
 Self-conditioning (Chen et al. 2022, "Analog Bits", Alg. 1): for a random half of the samples
 (``SELF_COND_RATE``) a first, no-grad pass estimates x0_hat = x0(f_theta(x_t, t, c, 0)); the
 trained pass reads it, f_theta(x_t, t, c, sg(x0_hat)); the other samples read zeros.
@@ -23,6 +28,7 @@ slice, so N data-parallel processes match one process at the same global batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,9 +37,12 @@ from torch import Tensor, nn
 
 from ..latents import LatentBatch
 from .config import NoiseScheduleConfig
-from .training import per_sample_error, predict_x0, training_target, weighted_mean
+from .training import alpha_bar, per_sample_error, predict_x0, training_target, weighted_mean
 
 SELF_COND_RATE = 0.5  # share of samples trained on their own x0 estimate (Chen et al. 2022)
+
+# x0_hat [B, L, C] and the batch -> a per-sample loss [B], or None (no token loss here)
+TokenLoss = Callable[[Tensor, LatentBatch], Tensor | None]
 
 
 @dataclass
@@ -122,9 +131,16 @@ class DiffusionObjective:
         return TrainingDraws(t, noise, drop, self_cond)
 
     def loss(
-        self, model: nn.Module, batch: LatentBatch, draws: TrainingDraws, *, modality: int = 0
+        self,
+        model: nn.Module,
+        batch: LatentBatch,
+        draws: TrainingDraws,
+        *,
+        modality: int = 0,
+        token_loss: TokenLoss | None = None,
     ) -> ObjectiveOutput:
-        """Build x_t and the target from ``draws``, call ``model`` (plain or DDP-wrapped)."""
+        """Build x_t and the target from ``draws``, call ``model`` (plain or DDP-wrapped);
+        add ``token_loss`` of the x0 estimate where one is given (module docstring)."""
         x0 = batch.latents  # [B, L, C]
         x_t = self.scheduler.add_noise(x0, draws.noise, draws.t)
         forward = dict(
@@ -139,7 +155,16 @@ class DiffusionObjective:
         target = training_target(self.scheduler, x0, draws.noise, draws.t)
         per_sample = per_sample_error(prediction, target, batch.mask)  # [B]
         loss = weighted_mean(per_sample, draws.t, self.scheduler, self.min_snr_gamma)
+        if token_loss is not None:
+            loss = loss + self._token_term(token_loss, prediction, x_t, draws.t, batch)
         return ObjectiveOutput(loss, per_sample.detach(), draws)
+
+    def _token_term(self, token_loss, prediction, x_t, t, batch) -> Tensor:
+        """mean_B a_bar_t r(x0_hat), or 0 when ``token_loss`` returns None."""
+        per_sample = token_loss(predict_x0(self.scheduler, prediction, x_t, t), batch)  # [B]
+        if per_sample is None:
+            return torch.zeros((), device=x_t.device)
+        return (alpha_bar(self.scheduler, t).to(per_sample) * per_sample).mean()
 
     @torch.no_grad()
     def _self_condition(self, model, batch, draws, x_t, forward) -> Tensor:
@@ -162,9 +187,10 @@ class DiffusionObjective:
         t: Tensor | None = None,
         noise: Tensor | None = None,
         shard: slice | None = None,
+        token_loss: TokenLoss | None = None,
     ) -> ObjectiveOutput:
         """Draw for the whole batch (see ``draw``), keep ``shard`` of it, return the loss."""
         draws = self.draw(batch, generator=generator, cond_dropout=cond_dropout, t=t, noise=noise)
         if shard is not None:
             batch, draws = batch.select(shard), draws.shard(shard)
-        return self.loss(model, batch, draws, modality=modality)
+        return self.loss(model, batch, draws, modality=modality, token_loss=token_loss)

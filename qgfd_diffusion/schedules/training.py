@@ -75,6 +75,14 @@ def predict_x0(scheduler: SchedulerMixin, model_output: Tensor, x_t: Tensor, t: 
     return x0.to(x_t.dtype)
 
 
+def prediction_from_x0(scheduler: SchedulerMixin, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    """The network output that implies ``x0`` at x_t (inverse of ``predict_x0``): with
+    eps = (x_t - sqrt(a_bar) x0) / sqrt(1 - a_bar), the target ``training_target`` gives."""
+    a_bar = _alpha_bar_like(scheduler, t, x_t)
+    noise = (x_t - a_bar.sqrt() * x0) / (1 - a_bar).sqrt()
+    return training_target(scheduler, x0, noise.to(x_t.dtype), t)
+
+
 def min_snr_weights(scheduler: SchedulerMixin, t: Tensor, gamma: float) -> Tensor:
     """Min-SNR-gamma loss weights [B] for the scheduler's prediction type (Hang et al. 2023)."""
     if gamma <= 0:

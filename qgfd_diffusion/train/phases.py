@@ -28,7 +28,8 @@ import datasets
 import torch
 
 from ..adapters import ModalityAdapter, TabularAdapter, build_tiny_encoder, get_adapter_class
-from ..adapters.tiny import TINY_PREFIX
+from ..adapters.helpers import resolve_source
+from ..adapters.tiny import TINY_PREFIX, TOKENIZER_TEXTS
 from ..configio import ConfigError
 from .config import DataConfig, PhaseConfig
 from .data import (
@@ -39,7 +40,6 @@ from .data import (
     split_train_validation,
 )
 
-TOKENIZER_TEXTS = 5000  # texts a tiny tokenizer is trained on
 STATS_BATCHES = 8  # batches the latent statistics are measured on
 FIT_BATCHES = 64  # distinct batches a decoder head is fitted on (then cycled)
 FIT_SEED_OFFSET = 7919  # the fitting loader's seed, apart from the training loader's
@@ -106,14 +106,15 @@ def resolve_encoder(name: str, run_dir: Path, seed: int, train: datasets.Dataset
     resumed run that builds it again gets the encoder the killed run had.
     """
     if not name.startswith(TINY_PREFIX):
-        return name
+        return resolve_source(name)
     kind = name[len(TINY_PREFIX) :]
     folder = Path(run_dir) / ENCODERS_FOLDER / kind
     if folder.is_dir():
         return str(folder)
     texts = None
     if "text" in train.column_names:
-        texts = train.select(range(min(TOKENIZER_TEXTS, len(train))))["text"]
+        limit = TOKENIZER_TEXTS.get(kind) or len(train)
+        texts = train.select(range(min(limit, len(train))))["text"]
     for leftover in folder.parent.glob(f".tmp-{kind}-*"):  # builds a kill interrupted
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = folder.with_name(f".tmp-{kind}-{os.getpid()}")
@@ -152,6 +153,13 @@ def check_sources(
             report(f"phase {phase.name!r}: loading hub dataset {name!r} (the hub or its cache)")
         load_data(phase)
         encoder = phase.adapter_options.get("encoder_name_or_path")
+        if encoder and not encoder.startswith(TINY_PREFIX):
+            try:
+                encoder = resolve_source(encoder)
+            except FileNotFoundError as error:
+                raise ConfigError(
+                    f"phases[{index}].adapter_options.encoder_name_or_path", str(error)
+                ) from None
         if encoder and not encoder.startswith(TINY_PREFIX) and not Path(encoder).is_dir():
             report(f"phase {phase.name!r}: looking up encoder {encoder!r} (the hub or its cache)")
             check_hub_model(encoder, f"phases[{index}].adapter_options.encoder_name_or_path")

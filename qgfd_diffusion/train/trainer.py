@@ -260,6 +260,7 @@ class Trainer:
                         batch.select(part),
                         draws.shard(part),
                         modality=self.model.modality_id(name),
+                        token_loss=self.model.token_loss(name),
                     ).loss / len(micro_batches)
                 self.accelerator.backward(part_loss)
             loss = loss + part_loss.detach()

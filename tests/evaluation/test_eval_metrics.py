@@ -406,3 +406,66 @@ def test_text_report_matches_sizes_and_reports_both_sets(shakespeare):
 def test_text_rejects_bad_inputs(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------------- text guardrails
+
+
+def test_unigram_entropy_of_uniform_and_of_one_word():
+    from qgfd_diffusion.evaluation.text import unigram_entropy
+
+    assert unigram_entropy(["a b c d", "a b c d"]) == pytest.approx(2.0)
+    assert unigram_entropy(["a a a"]) == pytest.approx(0.0)
+
+
+def test_copy_rate_counts_lines_equal_token_for_token():
+    from qgfd_diffusion.evaluation.text import copy_rate
+
+    training = ["O Romeo, Romeo!", "good night"]
+    assert copy_rate(["o romeo , romeo !", "good  night", "good morrow"], training) == 2 / 3
+
+
+def test_bigram_chain_only_walks_seen_bigrams():
+    from qgfd_diffusion.evaluation.text import BOS, EOS, BigramChain, tokenize
+
+    training = ["the king is dead", "the queen is here", "long live the king"]
+    seen = set()
+    for line in training:
+        tokens = [BOS, *tokenize(line), EOS]
+        seen |= set(zip(tokens, tokens[1:], strict=False))
+    for line in BigramChain(training).sample(50, seed=0):
+        tokens = [BOS, *tokenize(line), EOS]
+        assert set(zip(tokens, tokens[1:], strict=False)) <= seen
+
+
+def test_reference_lines_keep_lengths_and_words():
+    from collections import Counter
+
+    from qgfd_diffusion.evaluation.text import reference_lines, tokenize
+
+    real = ["the king is dead .", "long live the queen", "o'er the hills"]
+    training = ["a b c", "b c d"]
+    refs = reference_lines(real, training, seed=0)
+    assert [len(tokenize(x)) for x in refs["shuffled"]] == [len(tokenize(x)) for x in real]
+    assert Counter(t for x in refs["shuffled"] for t in tokenize(x)) == Counter(
+        t for x in real for t in tokenize(x)
+    )
+    assert [len(tokenize(x)) for x in refs["frequent"]] == [len(tokenize(x)) for x in real]
+    assert {t for x in refs["frequent"] for t in tokenize(x)} <= {"a", "b", "c", "d"}
+    assert len(refs["bigram"]) == len(real)
+
+
+def test_text_report_scores_references_with_the_same_referee():
+    from qgfd_diffusion.evaluation.text import text_report
+
+    fit = ["the king is dead", "long live the king", "the queen is here"] * 20
+    real = ["the king is here", "long live the queen"]
+    report = text_report(real, real, fit, training_lines=fit, seed=0)
+    assert report["perplexity_ratio"] == pytest.approx(1.0)
+    assert report["entropy_ratio"] == pytest.approx(1.0)
+    assert report["mean_tokens_ratio"] == pytest.approx(1.0)
+    for name in ("shuffled", "frequent", "bigram"):
+        assert report[f"reference_{name}_perplexity_ratio"] > 0
+    assert report["generated_copy_rate"] == 0.0
+    copied = text_report(fit[:2], real, fit, training_lines=fit)
+    assert copied["generated_copy_rate"] == 1.0

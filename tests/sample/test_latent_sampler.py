@@ -152,3 +152,41 @@ def test_the_scheduler_must_come_from_the_noise_schedule(backbone):
         sample_latents(backbone, None, shape=SHAPE, progress=False)
     with pytest.raises(TypeError, match="NoiseScheduleConfig"):
         make_scheduler("ddim", backbone)  # the backbone never holds the schedule
+
+
+def test_identity_clamp_changes_nothing(backbone):
+    x_T = noise()
+    plain = sample_latents(backbone, ddim(), latents=x_T, num_inference_steps=STEPS, progress=False)
+    clamped = sample_latents(
+        backbone,
+        ddim(),
+        latents=x_T,
+        num_inference_steps=STEPS,
+        clamp=lambda x0: x0,
+        clamp_steps=STEPS,
+        progress=False,
+    )
+    torch.testing.assert_close(clamped, plain, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_clamped_steps_move_towards_the_clamped_x0(backbone, prediction_type):
+    """A clamp to a fixed target x0*: DDIM's eta=0 step from x_t with x0 = x0* lands on
+    sqrt(a_prev) x0* + sqrt(1 - a_prev) eps(x_t, x0*); the last step (a_prev ~ 1) gives ~x0*."""
+    target = torch.full(SHAPE, 0.7)
+    scheduler = make_scheduler("ddim", NoiseScheduleConfig(prediction_type=prediction_type))
+    out = sample_latents(
+        backbone,
+        scheduler,
+        latents=noise(),
+        num_inference_steps=STEPS,
+        clamp=lambda x0: target,
+        clamp_steps=2,
+        progress=False,
+    )
+    assert (out - target).abs().max() < 0.05
+
+
+def test_clamp_steps_need_a_clamp(backbone):
+    with pytest.raises(ValueError, match="clamp"):
+        sample_latents(backbone, ddim(), shape=SHAPE, num_inference_steps=2, clamp_steps=1)

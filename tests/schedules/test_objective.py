@@ -144,3 +144,39 @@ def test_schedule_saves_as_a_diffusers_scheduler_folder_and_reads_old_places(tmp
     assert old == NoiseScheduleConfig(num_train_timesteps=30, beta_schedule="scaled_linear")
     with pytest.raises(FileNotFoundError, match="no noise schedule"):
         load_noise_schedule(tmp_path / "nowhere", tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_prediction_from_x0_inverts_predict_x0(prediction_type):
+    from qgfd_diffusion.schedules.training import predict_x0, prediction_from_x0
+
+    scheduler = NoiseScheduleConfig(prediction_type=prediction_type).training_scheduler()
+    g = torch.Generator().manual_seed(0)
+    x_t, x0 = torch.randn(B, L, C, generator=g), torch.randn(B, L, C, generator=g)
+    t = torch.randint(0, 1000, (B,), generator=g)
+    output = prediction_from_x0(scheduler, x0, x_t, t)
+    torch.testing.assert_close(predict_x0(scheduler, output, x_t, t), x0, atol=1e-4, rtol=1e-4)
+
+
+def test_token_loss_adds_alpha_bar_weighted_mean():
+    """loss(token_loss) - loss() = mean_B a_bar_t r_b, with r read from the x0 estimate."""
+    from qgfd_diffusion.schedules.training import alpha_bar, predict_x0
+
+    objective = DiffusionObjective(NoiseScheduleConfig(prediction_type="v_prediction"))
+    model, data = Recorder(), batch(masked=True)
+    draws = objective.draw(data, generator=torch.Generator().manual_seed(0))
+    seen = {}
+
+    def token_loss(x0_hat, latent_batch):
+        seen["x0_hat"] = x0_hat
+        return x0_hat.pow(2).mean(dim=(1, 2))  # [B]
+
+    plain = objective.loss(model, data, draws).loss
+    with_tokens = objective.loss(model, data, draws, token_loss=token_loss).loss
+    x_t = objective.scheduler.add_noise(data.latents, draws.noise, draws.t)
+    x0_hat = predict_x0(objective.scheduler, x_t @ model.weight, x_t, draws.t)
+    torch.testing.assert_close(seen["x0_hat"], x0_hat)
+    expected = (alpha_bar(objective.scheduler, draws.t) * x0_hat.pow(2).mean(dim=(1, 2))).mean()
+    torch.testing.assert_close(with_tokens - plain, expected)
+    none = objective.loss(model, data, draws, token_loss=lambda x0, b: None).loss
+    torch.testing.assert_close(none, plain)

@@ -14,10 +14,12 @@ from .scorers import SCORERS
 
 @dataclass
 class Variant:
-    """A named set of dotted overrides (``run.model.attention=sdpa``) on the eval file."""
+    """A named set of dotted overrides (``run.model.attention=sdpa``) on the eval file;
+    ``seeds``: run only these of the file's seeds (e.g. one seed for an ablation)."""
 
     name: str
     set: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None
 
     @property
     def slug(self) -> str:

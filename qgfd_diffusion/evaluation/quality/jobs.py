@@ -36,6 +36,7 @@ class Job:
     settings: Any  # the scorer's settings dataclass
     run_dir: Path
     cache_dir: Path  # shared by all jobs (digit classifiers)
+    eval_name: str = "eval"  # the scores' folder in run_dir (runs shared by variants differ)
 
     @cached_property
     def model(self):
@@ -51,22 +52,29 @@ class Job:
 
     @property
     def eval_dir(self) -> Path:
-        folder = self.run_dir / "eval"
+        folder = self.run_dir / self.eval_name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
 
 def make_jobs(document: EvalFile, name: str, runs_dir: Path, cache_dir: Path) -> list[Job]:
-    jobs = []
+    jobs, trained = [], {}  # trained: training config -> the run folder that trains it
     for variant in document.variants:
         data = apply_overrides(
             {"run": copy.deepcopy(document.run), "eval": copy.deepcopy(document.eval)}, variant.set
         )
         settings = build_dataclass(SCORERS[document.scorer].settings, data["eval"], "eval")
-        for seed in document.seeds:
+        seeds = [s for s in document.seeds if variant.seeds is None or s in variant.seeds]
+        for seed in seeds:
             config = run_config_from_dict({**data["run"], "seed": seed})
-            run_dir = runs_dir / name / variant.slug / f"seed{seed}"
-            jobs.append(Job(name, variant, seed, config, settings, run_dir, cache_dir))
+            key = json.dumps(_training_part(config.to_dict()), sort_keys=True)
+            if key in trained:  # only the sampling differs: score the same run again
+                job = Job(name, variant, seed, config, settings, trained[key], cache_dir)
+                job.eval_name = f"eval-{variant.slug}"
+            else:
+                run_dir = trained[key] = runs_dir / name / variant.slug / f"seed{seed}"
+                job = Job(name, variant, seed, config, settings, run_dir, cache_dir)
+            jobs.append(job)
     return jobs
 
 
@@ -76,8 +84,10 @@ def train(job: Job, progress: bool) -> dict[str, Any]:
     seconds per step depend on)."""
     final, timing = job.run_dir / "final", job.run_dir / TIMING_FILE
     if (final / "run_config.json").is_file() and timing.is_file():
-        saved = json.loads((final / "run_config.json").read_text())
-        if _training_part(saved) != _training_part(job.config.to_dict()):
+        # Read back through the config loader, so a run saved before a field was renamed
+        # (train.tensorboard -> train.log_with) compares by meaning, not by spelling.
+        saved = run_config_from_dict(json.loads((final / "run_config.json").read_text()))
+        if _training_part(saved.to_dict()) != _training_part(job.config.to_dict()):
             raise ValueError(
                 f"{job.run_dir} holds a run with another training config: delete it or "
                 "choose another --runs folder"
