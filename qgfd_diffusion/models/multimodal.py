@@ -123,6 +123,7 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
             mask=batch.mask,
             cond_tokens=cond_tokens,
             cond_mask=cond_mask,
+            graph=batch.graph,
         )
 
     def shared_condition(self, name: str, cond_tokens: Tensor) -> Tensor:

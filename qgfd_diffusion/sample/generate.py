@@ -13,6 +13,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
+from ..graphs import check_graph
 from ..latents import LatentLayout
 from .sampler import sample_latents
 from .schedulers import make_scheduler
@@ -44,6 +45,7 @@ def generate(
     guidance_scale: float = 1.0,
     scheduler: SchedulerMixin | None = None,
     decode: bool = True,
+    graph: Tensor | None = None,
     progress: bool = False,
 ) -> SampleOutput:
     """Generate ``num_samples`` of modality ``name`` (DDIM by default, any diffusers scheduler).
@@ -51,6 +53,8 @@ def generate(
     condition: raw condition for the adapter (prompts, class labels), one per sample.
     layout: token layout to sample (default: the largest seen in training or encoding).
     scheduler: a sampling scheduler of the model's noise schedule (default: DDIM).
+    graph: the graph to generate on, [B, L, L] (one per sample) or [L, L] (shared), dense or
+        torch sparse: e.g. held-out graphs of the data for a graph-signal modality.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -77,6 +81,7 @@ def generate(
         cond_mask=cond_mask,
         layout=layout,
         modality=modality,
+        graph=None if graph is None else check_graph(graph, num_samples, layout.num_tokens),
         progress=progress,
     )
     model.backbone.train(was_training)

@@ -50,9 +50,12 @@ def classifier_free_guidance(
     **forward_kwargs,
 ) -> Tensor:
     """Guided prediction from one batched forward: rows [0, B) unconditional (null condition),
-    rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality."""
+    rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality, graph."""
     B = x_t.shape[0]
-    batched = {k: _double(v) for k, v in forward_kwargs.items()}
+    shared_graph = forward_kwargs.get("graph") is not None and forward_kwargs["graph"].dim() == 2
+    batched = {
+        k: v if k == "graph" and shared_graph else _double(v) for k, v in forward_kwargs.items()
+    }  # a graph [L, L] is shared by every row
     drop = torch.arange(2 * B, device=x_t.device) < B  # [2B] True = unconditional
     prediction = backbone(
         _double(x_t),
@@ -139,6 +142,7 @@ def sample_latents(
     layout: LatentLayout | None = None,
     latent_mask: Tensor | None = None,
     modality: int | Tensor = 0,
+    graph: Tensor | None = None,
     progress: bool = True,
 ) -> Tensor:
     """Run the reverse process from x_T to x_0 and return latents [B, L, C].
@@ -147,6 +151,8 @@ def sample_latents(
     shape / latents: [B, L, C] to draw x_T from ``generator``, or x_T itself.
     eta: DDIM's eta (0 = deterministic, 1 = DDPM-like); passed only where ``step`` takes it.
     guidance_scale: classifier-free guidance scale g (1 = plain conditional prediction).
+    graph: the adjacency over the L tokens to generate on ([B, L, L] or [L, L], dense or
+        sparse), a condition held fixed through the reverse process.
     Device and dtype come from the backbone's parameters; the backbone's train/eval mode is
     left as it is (call ``eval()`` first to switch dropout off).
     """
@@ -161,6 +167,8 @@ def sample_latents(
     x = initial_latents(scheduler, shape, latents, generator, device, dtype)
     kwargs = step_kwargs(scheduler, eta, generator)
     forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
+    if graph is not None:
+        forward_kwargs["graph"] = graph
     self_conditioning = reads_self_condition(backbone)
     x0_hat = None  # self-conditioning: the previous step's estimate of x0 (zeros at the start)
     for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress):
