@@ -5,7 +5,11 @@ Dimension legend: B batch, L latent tokens, C latent channels, D width, H heads.
 1. Training step (forward + min-SNR diffusion loss + backward + Adam step) of the same backbone
    (same weights) with SDPA, QGFD T=2 and QGFD T=4 self-attention, at several L. Measurements
    are interleaved (sdpa, qgfd2, qgfd4, sdpa, ...) and summarised by their medians.
-2. DDIM sampling vs the bare model forwards it needs (same number of forwards on the same
+2. Graph QGFD vs dense QGFD at the same T (issue 15): a training step on an image-like grid of
+   L = side^2 tokens with QGFD over a 4-neighbour grid graph (``layout_graph=grid4``, sparse:
+   O(E d) per step), the same graph given as a dense [B, L, L] adjacency, and QGFD over key
+   similarity (``keys``, T + 1 fused attention calls); target: graph / keys <= 1.
+3. DDIM sampling vs the bare model forwards it needs (same number of forwards on the same
    inputs, no scheduler): the sampler's own overhead, target under 5 %.
 
 Usage:
@@ -23,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from qgfd_diffusion.graphs import layout_graph
 from qgfd_diffusion.latents import LatentBatch, LatentLayout
 from qgfd_diffusion.models import DiffusionConfig, QGFDDiffusionBackbone
 from qgfd_diffusion.sample import make_scheduler, sample_latents
@@ -35,6 +40,7 @@ VARIANTS = {
     "qgfd T=4": dict(attention="qgfd", qgfd={"steps": 4}),
 }
 MIN_SNR_GAMMA = 5.0
+GRAPH_STEPS = 4  # T of the graph-vs-dense comparison
 OVERHEAD_TARGET = 0.05
 
 
@@ -72,13 +78,20 @@ def build(device: torch.device, **overrides) -> QGFDDiffusionBackbone:
 
 
 def training_step(
-    model: QGFDDiffusionBackbone, batch: int, length: int, device: torch.device
+    model: QGFDDiffusionBackbone,
+    batch: int,
+    length: int,
+    device: torch.device,
+    layout: LatentLayout | None = None,
+    graph: torch.Tensor | None = None,
 ) -> Callable[[], None]:
-    """A closure running one optimisation step on a fixed random batch."""
+    """A closure running one optimisation step on a fixed random batch (a sequence of
+    ``length`` tokens unless ``layout`` says otherwise; ``graph``: the batch's adjacency)."""
     objective = DiffusionObjective(NoiseScheduleConfig(), MIN_SNR_GAMMA)
     g = torch.Generator(device).manual_seed(0)
     x0 = torch.randn(batch, length, MODEL["latent_dim"], generator=g, device=device)
-    latents = LatentBatch(latents=x0, layout=LatentLayout("sequence", (length,)))
+    layout = layout or LatentLayout("sequence", (length,))
+    latents = LatentBatch(latents=x0, layout=layout, graph=graph)
     draws = objective.draw(latents, generator=g)  # one fixed batch of t and noise
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -107,6 +120,35 @@ def bench_training(
         med = interleaved_medians(steps, repeats, warmup, device)
         ratios = " ".join(f"{med[n] / med['sdpa']:>15.2f}x" for n in names[1:])
         print(f"{length:>6} {1e3 * med['sdpa']:>10.1f} {ratios}")
+
+
+def bench_graph_training(
+    sides: list[int], batch: int, steps: int, repeats: int, warmup: int, device: torch.device
+) -> None:
+    """Graph QGFD (sparse grid graph, and the same graph dense) over dense QGFD (keys)."""
+    qgfd = dict(attention="qgfd", qgfd={"steps": steps, "alpha": 0.9})
+    graph_qgfd = dict(attention="qgfd", qgfd={"steps": steps, "alpha": 0.9, "transition": "graph"})
+    print(
+        f"\nGraph QGFD vs dense QGFD, training step, T={steps}, B={batch}, grid of side^2 tokens, "
+        f"4-neighbour graph, median of {repeats}, {device}"
+    )
+    header = ("keys ms", "graph sparse / keys", "graph dense-A / keys", "sdpa / keys")
+    print(f"{'L':>6} " + " ".join(f"{h:>20}" for h in header))
+    for side in sides:
+        layout, L = LatentLayout("grid", (side, side)), side * side
+        grid = layout_graph(layout, "grid4", L).to(device)
+        dense = grid.to_dense().expand(batch, L, L).contiguous()
+        steps_by_name = {
+            "keys": training_step(build(device, **qgfd), batch, L, device, layout),
+            "sparse": training_step(
+                build(device, **graph_qgfd, layout_graph="grid4"), batch, L, device, layout
+            ),
+            "dense": training_step(build(device, **graph_qgfd), batch, L, device, layout, dense),
+            "sdpa": training_step(build(device, attention="sdpa"), batch, L, device, layout),
+        }
+        med = interleaved_medians(steps_by_name, repeats, warmup, device)
+        ratios = [med[name] / med["keys"] for name in ("sparse", "dense", "sdpa")]
+        print(f"{L:>6} {1e3 * med['keys']:>20.1f} " + " ".join(f"{r:>19.2f}x" for r in ratios))
 
 
 def bench_sampler(
@@ -163,9 +205,12 @@ def main() -> None:
     device = torch.device(args.device) if args.device else default_device()
     if args.quick:
         lengths, repeats, warmup, sample_len, sample_steps = [32, 64], 3, 1, 32, 10
+        sides = [4, 8]
     else:
         lengths, repeats, warmup, sample_len, sample_steps = [64, 256, 1024], 7, 2, 256, 50
+        sides = [8, 16, 32]
     bench_training(lengths, args.batch, repeats, warmup, device)
+    bench_graph_training(sides, args.batch, GRAPH_STEPS, repeats, warmup, device)
     bench_sampler(sample_len, args.batch, sample_steps, repeats, device)
 
 

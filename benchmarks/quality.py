@@ -18,6 +18,9 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
                one model size and training budget, several seeds: mean and std, time per step
     study-patch4  sdpa against QGFD on the same study with 49 tokens per digit instead of 16
     self-cond     the study's model with and without self-conditioning (Chen et al. 2022)
+    graph      GMRF signals on small-world graphs (issue 15): held-out x0-MSE over the exact
+               Bayes MSE at sigma^2 = 1, 10, 100, whitened DDIM samples against N(0, I), step
+               time over sdpa; graph-aware sdpa against graph QGFD, 3 paired seeds
 
 Every (eval file, variant, seed) trains one run folder with the library's `Trainer`
 (`<runs>/<task>/<file>/<variant>/seed<k>/`; a finished run with the same config is reused, a
@@ -62,6 +65,7 @@ TASKS: dict[str, tuple[str, ...]] = {
     "study": ("study.yaml",),
     "study-patch4": ("study_patch4.yaml",),
     "self-cond": ("self_cond.yaml",),
+    "graph": ("graph.yaml",),
 }
 DEFAULT_OUT, DEFAULT_RUNS, QUICK_FOLDER = Path("docs/quality"), Path("runs/quality"), "quick"
 

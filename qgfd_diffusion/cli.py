@@ -8,6 +8,7 @@ Examples:
     qgfd sample --checkpoint runs/quickstart --modality image --classes 3,3,7 --out samples/
     qgfd sample --checkpoint runs/smoke/checkpoints/step-00000010 --modality text --out s/
     qgfd sample --checkpoint runs/quickstart --modality image --device cuda --out samples/
+    qgfd sample --checkpoint runs/graphs --modality signals --graph heldout.npy --out samples/
     accelerate launch --num_processes 2 -m qgfd_diffusion.cli train configs/smoke.yaml \
         --output-dir runs/ddp
 
@@ -178,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a prompt (repeatable; one per sample or one for all), or @FILE with one per line",
     )
     sample.add_argument(
+        "--graph",
+        default=None,
+        metavar="FILE",
+        help="the graph to generate on (graph-aware models): an adjacency [L, L] for all samples "
+        "or [B, L, L], one per sample, in .npy or .safetensors (key 'graph')",
+    )
+    sample.add_argument(
         "--device", default="cpu", help="torch device to sample on, e.g. cpu, cuda, cuda:1, mps"
     )
     sample.add_argument("--out", type=Path, required=True, help="output folder")
@@ -224,6 +232,7 @@ def run_sample(args) -> None:
         scheduler=args.scheduler,
         classes=args.classes,
         prompts=read_prompts(args.prompts),
+        graph=args.graph,
     )
     silence_library_progress_bars()  # only the sampling bar: no weight-loading bars
     device = check_device(args.device)

@@ -4,7 +4,9 @@ Dimension legend: B batch, L latent tokens, C latent channels, Lc condition toke
 Dc condition width.
 
 Adapters produce a ``LatentBatch``; the backbone reads ``layout`` to choose its positional
-embedding (1-D for sequences, 2-D for image grids, time x 2-D for video, column ids for tables).
+embedding (1-D for sequences, 2-D for image grids, time x 2-D for video, column ids for tables,
+none for graph nodes, whose numbering means nothing) and ``graph``, when there is one, as the
+adjacency its graph-aware attention walks on.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
+import torch
 from torch import Tensor
 
-LayoutKind = Literal["sequence", "grid", "video", "columns"]
+LayoutKind = Literal["sequence", "grid", "video", "columns", "nodes"]
 
 # How many entries ``LatentLayout.shape`` has for each kind.
-_LAYOUT_RANK = {"sequence": 1, "grid": 2, "video": 3, "columns": 1}
+_LAYOUT_RANK = {"sequence": 1, "grid": 2, "video": 3, "columns": 1, "nodes": 1}
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,8 @@ class LatentLayout:
     """How the L tokens of a latent are arranged.
 
     kind:  ``sequence`` shape (L,); ``grid`` (h, w) row-major; ``video`` (frames, h, w)
-           frame-major; ``columns`` (n_columns,) one token per table column.
+           frame-major; ``columns`` (n_columns,) one token per table column; ``nodes``
+           (n_nodes,) one token per graph node, in an arbitrary order (no position).
     """
 
     kind: LayoutKind
@@ -64,6 +68,8 @@ class LatentBatch:
     layout:     LatentLayout with layout.num_tokens == L for fixed layouts (sequence: max L)
     cond_tokens / cond_mask: [B, Lc, Dc] / [B, Lc] bool, never derived from ``latents`` itself
     tokens:     [B, L] long, the discrete ids the latents encode (text), for token losses
+    graph:      adjacency over the L tokens, [B, L, L] dense or torch sparse (None: no graph);
+                a condition like the others: it describes the sample, it is not the sample
     """
 
     latents: Tensor
@@ -72,6 +78,7 @@ class LatentBatch:
     cond_tokens: Tensor | None = None
     cond_mask: Tensor | None = None
     tokens: Tensor | None = None
+    graph: Tensor | None = None
 
     def to(self, device) -> LatentBatch:
         """Move every tensor to ``device`` (dtypes unchanged: masks stay bool)."""
@@ -83,6 +90,7 @@ class LatentBatch:
             cond_tokens=move(self.cond_tokens),
             cond_mask=move(self.cond_mask),
             tokens=move(self.tokens),
+            graph=move(self.graph),
         )
 
     def select(self, index: slice | Tensor) -> LatentBatch:
@@ -95,4 +103,16 @@ class LatentBatch:
             cond_tokens=pick(self.cond_tokens),
             cond_mask=pick(self.cond_mask),
             tokens=pick(self.tokens),
+            graph=None if self.graph is None else select_rows(self.graph, index),
         )
+
+
+def select_rows(tensor: Tensor, index: slice | Tensor) -> Tensor:
+    """``tensor[index]`` along dim 0, also for a torch sparse tensor (which cannot be sliced)."""
+    if not tensor.is_sparse:
+        return tensor[index]
+    if isinstance(index, slice):
+        index = torch.arange(tensor.shape[0], device=tensor.device)[index]
+    if index.dtype == torch.bool:
+        index = index.nonzero().flatten()
+    return tensor.index_select(0, index.to(tensor.device)).coalesce()

@@ -1,11 +1,11 @@
 """Modality adapters: raw data <-> normalised latent tokens x0 [B,L,C] for the shared denoiser.
 
 The contract and shared machinery live in ``base``; one module per modality registers its
-adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular). Each adapter
-class declares everything about its modality (``modality``, ``condition_kind``, ``collate``,
-``writer``); ``modalities``, ``collate_for`` and ``writer_for`` derive the per-modality tables
-from the registry. Importing this package registers every adapter and is light: transformers
-models, torchaudio, soundfile and av load only when used.
+adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular, graph_signal).
+Each adapter class declares everything about its modality (``modality``, ``condition_kind``,
+``collate``, ``writer``); ``modalities``, ``collate_for`` and ``writer_for`` derive the
+per-modality tables from the registry. Importing this package registers every adapter and is
+light: transformers models, torchaudio, soundfile and av load only when used.
 """
 
 from .audio import (
@@ -27,6 +27,12 @@ from .base import (
     load_adapter,
 )
 from .files import WriteOptions
+from .graph_signal import (
+    GraphSignalAdapter,
+    GraphSignalConfig,
+    collate_graph_signals,
+    write_graph_signals,
+)
 from .image import (
     PatchImageAdapter,
     PatchImageConfig,
@@ -69,6 +75,8 @@ __all__ = [
     "CONDITION_KINDS",
     "ConditionKind",
     "EncoderAdapterConfig",
+    "GraphSignalAdapter",
+    "GraphSignalConfig",
     "ModalityAdapter",
     "PatchImageAdapter",
     "PatchImageConfig",
@@ -89,6 +97,7 @@ __all__ = [
     "build_tiny_encoder",
     "collate_audio",
     "collate_for",
+    "collate_graph_signals",
     "collate_image",
     "collate_tabular",
     "collate_text",
@@ -105,6 +114,7 @@ __all__ = [
     "unpatchify",
     "unregister_adapter",
     "write_audio",
+    "write_graph_signals",
     "write_images",
     "write_tabular",
     "write_text",

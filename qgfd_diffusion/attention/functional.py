@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import check_choice
-from .masks import key_mask, transition_mask
+from .masks import entry_mask, key_mask, transition_mask
 from .options import IterationKind, PathKind, TransitionKind
 from .transitions import (
     DenseTransition,
@@ -73,7 +73,9 @@ def qgfd_attention(
         steps: T >= 0; None solves the ``ppr`` fixed point (1 - a) p0 (I - a P)^-1 exactly.
         transition: ``keys`` softmax(s K K^T), ``cosine`` softmax(K^ K^^T / temperature),
             ``attention`` P = p0 (needs Lq = N), ``graph`` the row-normalised ``graph``
-            adjacency, ``linear`` the DIFFormer-s kernel (1 + k~ . k~).
+            adjacency (restricted to the mask's entries), ``linear`` the DIFFormer-s kernel.
+        graph: the adjacency of ``graph``: [N, N] or [B, N, N], dense or torch sparse (sparse:
+            O(E dv) per step).
         iteration: ``ppr`` or ``power``.
         topk: keep only the k largest logits of each row of a softmax-type P.
         early_stop_eps: stop once max |W_{t+1} - W_t| < eps (the result stays differentiable).
@@ -128,7 +130,7 @@ def build_transition(
     if detach:
         query, key = query.detach(), key.detach()
     if transition == "graph":
-        return GraphTransition(graph, key_mask(attn_mask, Lq, N), N)
+        return GraphTransition(graph, entry_mask(attn_mask, Lq, N), N, batch=key.shape[0])
     if transition == "linear":
         return LinearTransition(key, key_mask(attn_mask, Lq, N))
     mask = transition_mask(attn_mask, Lq, N)
@@ -245,6 +247,11 @@ def _check_inputs(query, key, value, transition, iteration, steps, topk, tempera
         )
     if transition == "graph" and graph is None:
         raise ValueError("transition='graph' needs graph= (an [N, N] or [B, N, N] adjacency)")
+    if transition == "graph" and graph.dim() == 3 and graph.shape[0] not in (1, key.shape[0]):
+        raise ValueError(
+            f"a batched graph needs one adjacency per sample: B = {key.shape[0]}, "
+            f"got {graph.shape[0]} graphs"
+        )
     if topk is not None and (topk < 1 or transition not in ("keys", "cosine", "attention")):
         raise ValueError(
             f"topk must be >= 1 and needs a softmax transition; got topk={topk}, "

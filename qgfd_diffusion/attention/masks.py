@@ -57,28 +57,66 @@ def transition_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -
     )
 
 
-def key_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tensor | None:
-    """Which keys take part, as a bool mask [b, h, N], for transitions without scores.
+def _support(mask: Tensor, what: str) -> Tensor:
+    """A bool mask, or a float mask with 0 / -inf entries, as bool (True = takes part).
 
-    Graph and linear transitions have no logits to add a bias to, so only the information
-    "this key is padded" can apply to them. A [.., N, N] mask is accepted only when all of its
-    rows agree (a key-padding mask expanded over queries, as transformers passes it).
+    Transitions without scores (graph, linear) can only take "this entry takes part or not";
+    an additive bias with other values has nothing to apply to and is rejected.
+    """
+    if mask.dtype == torch.bool:
+        return mask
+    keep = mask > torch.finfo(mask.dtype).min / 2
+    if bool((mask[keep] != 0).any()):
+        raise ValueError(
+            f"{what} accept only masks (bool, or float with 0 / -inf entries); got an additive "
+            "bias with other values, which has no scores to apply to"
+        )
+    return keep
+
+
+def key_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tensor | None:
+    """Which keys take part, as a bool mask [b, h, N], for the linear transition.
+
+    The linear transition has no logits to add a bias to, and its O(N) products cannot skip
+    single entries, so only the information "this key is padded" can apply to it. A [.., N, N]
+    mask is accepted only when all of its rows agree (a key-padding mask expanded over queries,
+    as transformers passes it).
     """
     mask = transition_mask(attn_mask, num_queries, num_keys)
     if mask is None:
         return None
-    if mask.dtype != torch.bool:
-        keep = mask > torch.finfo(mask.dtype).min / 2
-        if bool((mask[keep] != 0).any()):
-            raise ValueError(
-                "graph and linear transitions accept only key-padding masks (bool, or float with "
-                "0 / -inf entries); got an additive bias with other values, which has no scores "
-                "to apply to"
-            )
-        mask = keep
+    mask = _support(mask, "linear transitions")
     if mask.shape[-2] > 1 and not bool((mask == mask[..., :1, :]).all()):
         raise ValueError(
-            "graph and linear transitions accept only key-padding masks (every query row equal); "
+            "linear transitions accept only key-padding masks (every query row equal); "
             "got a mask whose rows differ (e.g. a causal mask)"
         )
     return mask[..., 0, :]
+
+
+def entry_mask(attn_mask: Tensor | None, num_queries: int, num_keys: int) -> Tensor | None:
+    """Which entries of P take part, as a bool mask [b, h, 1|N, N], for the graph transition.
+
+    A key-padding mask [.., 1, N] removes keys from every row; a self-attention mask [.., N, N]
+    removes single edges (P = row-normalised A * M), e.g. a causal mask or a 1-hop graph mask.
+    """
+    mask = transition_mask(attn_mask, num_queries, num_keys)
+    return None if mask is None else _support(mask, "graph transitions")
+
+
+def graph_attention_mask(adjacency: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+    """The 1-hop attention mask of a graph: [B|1, 1, L, L] bool, True where i may attend j.
+
+    i attends j when A_ij != 0 or i = j (its own token). Padded keys (``key_padding_mask``
+    [B, L], True = real) are excluded; a padded query keeps only itself, so no row is empty
+    (an empty row would make SDPA return NaN, which would reach real rows as 0 * NaN).
+    adjacency: [L, L] or [B, L, L], dense or torch sparse.
+    """
+    A = adjacency.to_dense() if adjacency.is_sparse else adjacency
+    L = A.shape[-1]
+    eye = torch.eye(L, dtype=torch.bool, device=A.device)
+    support = (A != 0) | eye  # [B|1, L, L] or [L, L]
+    support = support if support.dim() == 3 else support[None]
+    if key_padding_mask is not None:
+        support = (support & key_padding_mask.bool()[:, None, :]) | eye  # [B, L, L]
+    return support[:, None]  # [B|1, 1, L, L]

@@ -66,12 +66,14 @@ def naive_transition(query, key, p0, bias, transition, topk, temperature, graph,
     keep = torch.ones(N, dtype=key.dtype, device=key.device)
     if bias is not None:
         keep = torch.isfinite(bias[..., :1, :]).to(key.dtype)  # [b, h, 1, N]: 0 on padded keys
+    if transition == "graph" and P_bias is not None:
+        keep = torch.isfinite(P_bias).to(key.dtype)  # [b, h, 1|N, N]: 0 on masked edges
     if transition == "linear":
         k_hat = F.normalize(key, dim=-1)
         kernel = (1 + k_hat @ k_hat.transpose(-1, -2)) * keep
         return kernel / kernel.sum(-1, keepdim=True)
     A = (graph.to_dense() if graph.is_sparse else graph).to(key.dtype)
-    A = (A if A.dim() == 2 else A[:, None]) * keep  # [b, h, N, N]
+    A = (A if A.dim() == 2 else A[:, None]) * keep  # [b, h, N, N]: A * M
     degree = A.sum(-1, keepdim=True)
     eye = torch.eye(N, dtype=A.dtype, device=A.device)
     return torch.where(degree > 0, A / degree.clamp_min(1e-300), eye)  # dangling: stay

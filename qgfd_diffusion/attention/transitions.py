@@ -132,42 +132,93 @@ class TopKSoftmaxTransition(SoftmaxTransition):
 
 
 class GraphTransition:
-    """P = row-normalised adjacency restricted to the keys that take part.
+    """P = row-normalised (A * M): the given adjacency restricted to the entries that take part.
 
-    With key mask m: P W = A (m * W) / (A m) row-wise; rows with no remaining out-edges
-    (dangling nodes) keep their mass (a self-loop), so p stays a distribution. Works for dense
-    A ([N, N] or [B, N, N]) and torch sparse A [N, N] (one sparse matmul per step, O(E dv)).
+    M is a bool mask [b, h, 1|N, N] (a key-padding mask removes keys from every row, a
+    self-attention mask removes single edges) or None. Rows with no remaining out-edges
+    (dangling nodes) keep their mass (a self-loop), so p stays a distribution. The
+    normalisation is computed once; each product P W then costs
+
+    * dense A ([N, N] or [B, N, N]): one batched matmul, O(N^2 dv);
+    * torch sparse A ([N, N] or [B, N, N]): a gather and an ``index_add`` over the E edges,
+      O(E dv), never an N x N tensor (the graph's edge list, ``SparseGraphRows``).
     """
 
-    def __init__(self, adjacency: Tensor, key_mask: Tensor | None, num_keys: int):
-        self.A = _check_adjacency(adjacency, num_keys)
-        self.key_mask = key_mask  # [b, h, N] bool or None
-
-    def _apply_A(self, X: Tensor) -> Tensor:
-        """A X for X [B, H, N, e]."""
-        if self.A.is_sparse:
-            B, H, N, e = X.shape
-            columns = X.permute(2, 0, 1, 3).reshape(N, B * H * e)  # [N, B*H*e]
-            out = torch.sparse.mm(self.A, columns)
-            return out.view(N, B, H, e).permute(1, 2, 0, 3)
-        A = self.A if self.A.dim() == 2 else self.A.unsqueeze(1)  # [N, N] or [B, 1, N, N]
-        return A @ X
+    def __init__(self, adjacency: Tensor, mask: Tensor | None, num_keys: int, batch: int = 1):
+        A = _check_adjacency(adjacency, num_keys)
+        self.rows = SparseGraphRows(A, mask, batch) if A.is_sparse else DenseGraphRows(A, mask)
 
     def matmul(self, W: Tensor) -> Tensor:
-        m = _key_weights(self.key_mask, W)  # [b, h, N, 1]
-        masked_W = m * W  # [B, H, N, dv]
-        numerator = self._apply_A(masked_W)
-        out_degree = self._apply_A(
-            m.expand(*masked_W.shape[:2], -1, -1).contiguous()
-        )  # [B, H, N, 1]
-        dangling = out_degree <= 0
-        return torch.where(dangling, W, numerator / out_degree.masked_fill(dangling, 1.0))
+        return self.rows.matmul(W)
 
     def dense(self) -> Tensor:
-        N = self.A.shape[-1]
-        eye = torch.eye(N, dtype=self.A.dtype, device=self.A.device)
-        batch = 1 if self.A.dim() == 2 else self.A.shape[0]
-        return self.matmul(eye.expand(batch, 1, N, N))  # P = P I
+        return self.rows.dense()
+
+
+class DenseGraphRows:
+    """Row-normalised A * M as a dense [B|1, h, N, N] tensor, with its dangling rows."""
+
+    def __init__(self, A: Tensor, mask: Tensor | None):
+        A = A[None, None] if A.dim() == 2 else A[:, None]  # [B|1, 1, N, N]
+        if mask is not None:
+            A = A * mask.to(A.dtype)  # [b, h, N, N]
+        degree = A.sum(-1, keepdim=True)  # [b, h, N, 1]
+        self.dangling = degree <= 0
+        self.P = A / degree.masked_fill(self.dangling, 1.0)
+
+    def matmul(self, W: Tensor) -> Tensor:
+        return torch.where(self.dangling, W, self.P.to(W.dtype) @ W)
+
+    def dense(self) -> Tensor:
+        eye = torch.eye(self.P.shape[-1], dtype=self.P.dtype, device=self.P.device)
+        return torch.where(self.dangling, eye, self.P)
+
+
+class SparseGraphRows:
+    """Row-normalised A * M as an edge list over the flattened batch (B*N nodes).
+
+    Edge e goes from row r_e = b_e N + i_e to column c_e = b_e N + j_e with weight w_e [E, h]
+    (h = the mask's head dimension, 1 or H): w_e = A_ij M_bhij / sum_j A_ij M_bhij. Then
+    (P W)_r = sum_{e: r_e = r} w_e W_{c_e}, an ``index_add`` of the gathered rows.
+    """
+
+    def __init__(self, A: Tensor, mask: Tensor | None, batch: int):
+        if A.sparse_dim() == 3 and A.shape[0] == 1:
+            A = A[0].coalesce()  # one graph shared by the batch
+        index, values = A.indices(), A.values()  # [2|3, E], [E]
+        N = A.shape[-1]
+        if A.sparse_dim() == 2:  # one graph for the batch: its edges once per sample
+            sample = torch.arange(batch, device=A.device).repeat_interleave(index.shape[1])
+            index = torch.cat([sample[None], index.repeat(1, batch)])  # [3, B*E]
+            values = values.repeat(batch)
+        else:
+            batch = A.shape[0]
+        b, i, j = index
+        w = values[:, None]  # [E, 1]
+        if mask is not None:
+            rows = i if mask.shape[-2] > 1 else torch.zeros_like(i)
+            m = mask.expand(batch, -1, -1, -1)[b, :, rows, j]  # [E, h]
+            w = w * m.to(w.dtype)
+        self.num_nodes, self.heads = batch * N, w.shape[1]
+        self.row, self.col = b * N + i, b * N + j  # [E] each
+        degree = w.new_zeros(self.num_nodes, self.heads).index_add_(0, self.row, w)  # [B*N, h]
+        self.weight = w / degree.clamp_min(torch.finfo(w.dtype).tiny)[self.row]  # [E, h]
+        # [B*N, h] -> [B, N, h] -> [B, h, N, 1]
+        self.dangling = (degree <= 0).view(batch, N, self.heads).transpose(1, 2)[..., None]
+
+    def matmul(self, W: Tensor) -> Tensor:
+        B, H, N, e = W.shape
+        X = W.transpose(1, 2).reshape(B * N, H, e)  # [B, H, N, e] -> [B*N, H, e]
+        messages = X[self.col] * self.weight.to(W.dtype)[..., None]  # [E, H, e]
+        out = X.new_zeros(B * N, H, e).index_add_(0, self.row, messages)
+        out = out.view(B, N, H, e).transpose(1, 2)  # [B*N, H, e] -> [B, H, N, e]
+        return torch.where(self.dangling, W, out)
+
+    def dense(self) -> Tensor:
+        N = self.dangling.shape[-2]
+        B = self.num_nodes // N
+        eye = torch.eye(N, dtype=self.weight.dtype, device=self.weight.device)
+        return self.matmul(eye.expand(B, self.heads, N, N))  # P = P I
 
 
 def linear_kernel_attention(
@@ -228,8 +279,8 @@ def _check_adjacency(adjacency: Tensor, num_keys: int) -> Tensor:
     if adjacency.dim() not in (2, 3) or shape[-1] != num_keys or shape[-2] != num_keys:
         raise ValueError(f"graph must be [N, N] or [B, N, N] with N = {num_keys} keys, got {shape}")
     if adjacency.is_sparse:
-        if adjacency.dim() != 2:
-            raise ValueError(f"a sparse graph must be [N, N], got {shape}")
+        if adjacency.dense_dim() != 0:
+            raise ValueError(f"a sparse graph must be sparse in every dim, got {shape}")
         adjacency = adjacency.coalesce()
         if bool((adjacency.values() < 0).any()):
             raise ValueError("graph has negative edge weights; a transition needs weights >= 0")

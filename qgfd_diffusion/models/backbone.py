@@ -4,9 +4,16 @@ Dimension legend: B batch, L latent tokens, C latent channels, D model width, H 
 Lc condition tokens, Dc condition width.
 
     x_t [B, L, C] -> Linear -> + fixed positional embedding (from the layout)
+                  -> (+ Laplacian-eigenvector positions of the graph)
                   -> + modality embedding -> N x DiTBlock(adaLN-Zero) -> final adaLN + Linear
                   -> prediction [B, L, C]
     c [B, D] = MLP(sinusoid(t)) + Linear(masked mean of the condition tokens)
+
+Graphs (issue 15): a per-sample adjacency over the L tokens (``forward(..., graph=)``, from the
+data) or one built from the layout (``layout_graph``) feeds QGFD's ``graph`` transition, the
+1-hop self-attention mask (``graph_mask``) and the graph positions (``graph_positions``). A
+backbone that uses none of them ignores a given graph, so one data set serves graph-aware and
+graph-blind models alike.
 
 Classifier-free guidance (Ho & Salimans 2022): a learned null condition (one token) replaces the
 condition of a sample when it is dropped (probability ``cond_dropout_prob`` in training, or forced
@@ -27,10 +34,17 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from ..attention.masks import graph_attention_mask
+from ..graphs import check_graph, layout_graph
 from ..latents import LatentLayout
 from .blocks import DiTBlock, FinalLayer
 from .config import DiffusionConfig, fold_seed_spellings
-from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
+from .embeddings import (
+    GraphPositionEmbedding,
+    ModalityEmbedding,
+    TimestepEmbedder,
+    positional_embedding,
+)
 
 CONFIG_FILE = "config.json"  # diffusers' ConfigMixin file name
 EMBEDDING_INIT_STD = 0.02  # DiT's normal init of the timestep MLP and learned embeddings
@@ -105,6 +119,9 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         self.x_embedder = nn.Linear(inputs, D)  # [x_t ; x0_hat] when self-conditioning
         self.t_embedder = TimestepEmbedder(D)
         self.modality_embedder = ModalityEmbedding(cfg.num_modalities, D)
+        self.graph_pos_embedder = None
+        if cfg.graph_positions > 0:
+            self.graph_pos_embedder = GraphPositionEmbedding(cfg.graph_positions, D)
         self.cond_pool = self.null_cond = None
         if cfg.cond_dim is not None:
             self.cond_pool = nn.Linear(cfg.cond_dim, D)
@@ -136,7 +153,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
 
     def _init_weights(self) -> None:
         """DiT init: xavier-uniform linears, N(0, 0.02) embeddings; adaLN and output stay zero."""
-        trunk = [self.x_embedder, self.cond_pool]
+        trunk = [self.x_embedder, self.cond_pool, self.graph_pos_embedder]
         trunk += [m for b in self.blocks for m in (b.self_attn, b.cross_attn, b.mlp)]
         for module in filter(None, trunk):
             for linear in filter(lambda m: isinstance(m, nn.Linear), module.modules()):
@@ -161,6 +178,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         modality: int | Tensor = 0,
         force_drop_cond: bool | Tensor | None = None,
         self_cond: Tensor | None = None,
+        graph: Tensor | None = None,
         return_dict: bool = False,
     ) -> Tensor | QGFDBackboneOutput:
         """Predict epsilon / v / x0 (``prediction_type``) for x_t [B, L, C] at timesteps t.
@@ -174,6 +192,9 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
             there (no random dropout then); None: random dropout with ``cond_dropout_prob`` in
             training mode, none in eval mode.
         self_cond: an estimate of x0 [B, L, C] (self-conditioning; zeros when None).
+        graph: adjacency over the L tokens, [B, L, L] or [L, L], dense or torch sparse; None
+            uses the ``layout_graph``. Read only by a backbone that uses a graph
+            (``DiffusionConfig.uses_graph``), ignored by others.
         return_dict: False (default, seed 001's call) returns the prediction [B, L, C];
             True returns it as ``QGFDBackboneOutput(sample=...)``, the diffusers convention.
         """
@@ -186,15 +207,43 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         h = self.x_embedder(self._with_self_cond(x_t, self_cond))  # [B, L, D]
         h = h + positional_embedding(layout, L, h.shape[-1], device=h.device, dtype=h.dtype)
         h = h + self.modality_embedder(modality, h.device)
+        graph = self._graph(graph, layout, B, L, h.device)
+        attn_mask = None
+        if graph is not None and self._network_config.graph_mask:
+            attn_mask = graph_attention_mask(graph, latent_mask)  # [B|1, 1, L, L]
+        if self.graph_pos_embedder is not None:
+            h = h + self.graph_pos_embedder(graph)  # [B|1, L, D]
+        qgfd_graph = graph if self._walks_on_graph() else None
+        inputs = (c, latent_mask, cond_tokens, cond_mask, attn_mask, qgfd_graph)
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                h = self._gradient_checkpointing_func(
-                    block, h, c, latent_mask, cond_tokens, cond_mask
-                )
+                h = self._gradient_checkpointing_func(block, h, *inputs)
             else:
-                h = block(h, c, latent_mask, cond_tokens, cond_mask)
+                h = block(h, *inputs)
         prediction = self.final_layer(h, c)  # [B, L, C]
         return QGFDBackboneOutput(sample=prediction) if return_dict else prediction
+
+    def _walks_on_graph(self) -> bool:
+        cfg = self._network_config
+        return cfg.attention == "qgfd" and cfg.qgfd.transition == "graph"
+
+    def _graph(
+        self, graph: Tensor | None, layout: LatentLayout, batch: int, L: int, device
+    ) -> Tensor | None:
+        """The graph the network reads: the given one, else the layout's; None when the
+        network reads none. A network that needs one and finds none is an error."""
+        cfg = self._network_config
+        if not cfg.uses_graph:
+            return None
+        if graph is None:
+            graph = layout_graph(layout, cfg.layout_graph, L)
+            if graph is None:
+                raise ValueError(
+                    "this backbone reads a graph (qgfd transition 'graph', graph_mask or "
+                    "graph_positions) but got none: pass graph= (e.g. LatentBatch.graph) or "
+                    "set layout_graph (chain, grid4, grid8, video)"
+                )
+        return check_graph(graph, batch, L).to(device)
 
     def _with_self_cond(self, x_t: Tensor, self_cond: Tensor | None) -> Tensor:
         """x_t [B, L, C] -> [x_t ; x0_hat] [B, L, 2C] when self-conditioning (Chen et al. 2022)."""

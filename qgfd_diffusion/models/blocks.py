@@ -11,15 +11,20 @@ per branch b (self-attention, cross-attention, MLP) the regression
     x <- x + gate_b * F_b(LN(x) * (1 + scale_b) + shift_b).
 
 The regression is zero-initialised, so every gate starts at 0 and a fresh block is the identity.
+
+With ``alpha_from_timestep`` QGFD's alpha is one more regression on c, per head h:
+a_h(c) = sigmoid(logit(alpha) + w_h . SiLU(c) + b_h), w and b zero-initialised (issue 15).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from ..attention import make_attention
+from ..attention.state import alpha_logit
 from .config import DiffusionConfig
 
 LAYER_NORM_EPS = 1e-6
@@ -61,12 +66,30 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+class TimestepAlpha(nn.Module):
+    """c [B, D] -> QGFD alpha [B, H] in (0, 1), starting at ``alpha`` for every c."""
+
+    def __init__(self, width: int, num_heads: int, alpha: float):
+        super().__init__()
+        self.regression = nn.Linear(width, num_heads)
+        nn.init.zeros_(self.regression.weight)
+        nn.init.zeros_(self.regression.bias)
+        self.register_buffer("alpha_logit", torch.tensor(alpha_logit(alpha)), persistent=False)
+
+    def forward(self, c: Tensor) -> Tensor:
+        return torch.sigmoid(self.alpha_logit + self.regression(nn.functional.silu(c)))
+
+
 class DiTBlock(nn.Module):
     """Self-attention (configured kind) + optional cross-attention + MLP, all adaLN-Zero gated.
 
     forward(x [B, L, D], c [B, D], latent_mask [B, L] bool (True = real) or None,
-            cond_tokens [B, Lc, Dc] or None, cond_mask [B, Lc] bool or None) -> [B, L, D]
+            cond_tokens [B, Lc, Dc] or None, cond_mask [B, Lc] bool or None,
+            attn_mask [B|1, 1, L, L] bool or None, graph [B|1, L, L] or None) -> [B, L, D]
     Padded latent tokens are excluded as keys, so they never influence the real tokens.
+    attn_mask: a self-attention mask with the padding already folded in (a graph's 1-hop mask,
+    ``graph_attention_mask``); it replaces latent_mask there. graph: the adjacency QGFD's
+    ``graph`` transition walks on (other kernels ignore it).
     Cross-attention (when ``cfg.cond_dim`` is set) uses plain SDPA: the seed keeps QGFD for
     self-attention, where the transition over keys is defined on the tokens being denoised.
     """
@@ -80,6 +103,9 @@ class DiTBlock(nn.Module):
         self.cross_attn = None
         if cfg.cond_dim is not None:
             self.cross_attn = make_attention("sdpa", D, H, kv_dim=cfg.cond_dim, dropout=cfg.dropout)
+        self.alpha_map = None
+        if cfg.alpha_from_timestep:
+            self.alpha_map = TimestepAlpha(D, H, cfg.qgfd.alpha)
         self.mlp = FeedForward(D, cfg.d_ff, cfg.dropout)
         self.num_branches = 3 if self.cross_attn is not None else 2
         self.norms = nn.ModuleList(plain_layer_norm(D) for _ in range(self.num_branches))
@@ -92,9 +118,17 @@ class DiTBlock(nn.Module):
         latent_mask: Tensor | None = None,
         cond_tokens: Tensor | None = None,
         cond_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        graph: Tensor | None = None,
     ) -> Tensor:
+        self_attn_kwargs = dict(graph=graph) if graph is not None else {}
+        if self.alpha_map is not None:
+            self_attn_kwargs["alpha"] = self.alpha_map(c)  # [B, H]
+        padding = latent_mask if attn_mask is None else None
         branches: list[Callable[[Tensor], Tensor]] = [
-            lambda h: self.self_attn(h, key_padding_mask=latent_mask)
+            lambda h: self.self_attn(
+                h, key_padding_mask=padding, attn_mask=attn_mask, **self_attn_kwargs
+            )
         ]
         if self.cross_attn is not None:
             if cond_tokens is None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from ..attention.kernels import AttentionKind, DIFFormerVariant, HeatMode
 from ..attention.options import QGFDOptions, canonical_qgfd_keys
 from ..checks import check_choice, check_int, check_range
+from ..graphs import LayoutGraphKind
 from ..schedules.config import SCHEDULE_ALIASES, NoiseScheduleConfig
 
 # Default of ``cond_dim``: condition tokens as wide as the model (seed 001's contract).
@@ -81,7 +82,18 @@ class DiffusionConfig:
     self_conditioning: the denoiser also reads an estimate of x0 (``forward(..., self_cond=)``,
         zeros when absent); training feeds its own no-grad estimate half of the time and
         sampling the previous step's (Chen et al. 2022).
+    graph_mask: self-attention sees only 1-hop neighbours (and itself) of the sample's graph
+        (``forward(..., graph=)`` or ``layout_graph``): a graph-aware plain attention baseline.
+    layout_graph: a graph built from the latent layout when the data gives none (``chain``,
+        ``grid4``, ``grid8``, ``video``; ``none``); see ``qgfd_diffusion.graphs``.
+    graph_positions: k > 0 adds Laplacian-eigenvector positions of the graph (k vectors, random
+        signs in training, GraphGPS-style); 0: none.
+    alpha_from_timestep: QGFD's alpha per head is a learned function of the block's
+        conditioning vector (timestep embedding + condition): a_h = sigmoid(logit(alpha) +
+        w_h . SiLU(c)), w zero-initialised, so training starts at ``qgfd.alpha``.
     schedule: the noise schedule (None in a network-only config, e.g. a backbone's).
+
+    Graph fields default to off, so configs saved before them load unchanged.
     """
 
     # Seed-001 network fields.
@@ -103,6 +115,11 @@ class DiffusionConfig:
     num_modalities: int | None = None
     # Self-conditioning (Chen et al. 2022, "Analog Bits"): the previous x0 estimate is an input.
     self_conditioning: bool = False
+    # Graphs over the latent tokens (issue 15).
+    graph_mask: bool = False
+    layout_graph: LayoutGraphKind = "none"
+    graph_positions: int = 0
+    alpha_from_timestep: bool = False
     # Memory.
     gradient_checkpointing: bool = False
     # The noise schedule (not the network's: saved as scheduler/).
@@ -137,16 +154,41 @@ class DiffusionConfig:
         check_range("cond_dropout_prob", self.cond_dropout_prob, 0.0, 1.0)
         if not isinstance(self.qgfd, QGFDOptions):
             raise ValueError(f"qgfd must be QGFDOptions or a mapping, got {self.qgfd!r}")
-        if self.qgfd.transition == "graph":
-            raise ValueError(
-                "qgfd.transition='graph' needs an adjacency that the backbone's self-attention "
-                "does not have; choose one of ('keys', 'cosine', 'attention', 'linear')"
-            )
+        self._check_graph_options()
         if self.schedule is not None and not isinstance(self.schedule, NoiseScheduleConfig):
             raise ValueError(f"schedule must be a NoiseScheduleConfig, got {self.schedule!r}")
         for flag in ("gradient_checkpointing", "self_conditioning"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+
+    def _check_graph_options(self) -> None:
+        for flag in ("graph_mask", "alpha_from_timestep"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        check_choice("layout_graph", self.layout_graph, LayoutGraphKind)
+        check_int("graph_positions", self.graph_positions, 0)
+        linear = self.attention == "difformer" or (
+            self.attention == "qgfd" and self.qgfd.transition == "linear"
+        )
+        if self.graph_mask and linear:
+            raise ValueError(
+                "graph_mask needs an attention that takes a per-entry mask (sdpa, heat, or qgfd "
+                "with a transition other than 'linear'); linear-time kernels take key padding only"
+            )
+        if self.alpha_from_timestep and (
+            self.attention != "qgfd" or self.qgfd.alpha_mode != "fixed"
+        ):
+            raise ValueError(
+                "alpha_from_timestep needs attention='qgfd' with qgfd.alpha_mode='fixed' (the "
+                f"map starts at qgfd.alpha); got attention={self.attention!r}, "
+                f"alpha_mode={self.qgfd.alpha_mode!r}"
+            )
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the network reads a graph over the latent tokens."""
+        graph_qgfd = self.attention == "qgfd" and self.qgfd.transition == "graph"
+        return graph_qgfd or self.graph_mask or self.graph_positions > 0
 
     def _check_sizes(self) -> None:
         for name in ("d_model", "num_heads", "num_layers", "d_ff", "latent_dim"):

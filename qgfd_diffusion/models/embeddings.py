@@ -6,8 +6,12 @@ layout (sequence/columns 1, grid 2, video 3).
 * Timestep: sinusoidal features of t (Vaswani et al. 2017; DiT, Peebles & Xie 2023) -> MLP.
 * Position: FIXED sin-cos features per layout axis, computed from the ``LatentLayout`` so that any
   length / grid / clip size works: 1-D for sequences, 2-D for image grids (DiT's
-  ``get_2d_sincos_pos_embed``), frames x 2-D for video, column index for tables. Each of the k
-  axes gets an equal even share of the D channels; leftover channels stay zero.
+  ``get_2d_sincos_pos_embed``), frames x 2-D for video, column index for tables, nothing for
+  graph nodes (``nodes``: their numbering is arbitrary, so a position would be noise, or worse, a
+  leak of how the generator numbered them). Each of the k axes gets an equal even share of the D
+  channels; leftover channels stay zero.
+* Graph position (optional): the k lowest non-trivial eigenvectors of the graph's normalised
+  Laplacian, each with a random sign in training (GraphGPS-style LapPE), -> Linear(k, D).
 * Modality: one learned vector per modality, so one backbone can tell text from image latents.
 
 Precision: position tables are computed in float64 on the CPU, cached, then cast.
@@ -21,6 +25,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
+from ..graphs import laplacian_eigenvectors
 from ..latents import LatentLayout
 
 MAX_PERIOD = 10_000.0  # longest wavelength of the sinusoids (Transformer / DiT)
@@ -83,6 +88,10 @@ def layout_coordinates(layout: LatentLayout, num_tokens: int) -> Tensor:
 
 @lru_cache(maxsize=64)
 def _position_table(kind: str, shape: tuple[int, ...], num_tokens: int, dim: int) -> Tensor:
+    if kind == "nodes":
+        if num_tokens != shape[0]:
+            raise ValueError(f"a nodes layout of {shape[0]} nodes cannot hold {num_tokens} tokens")
+        return torch.zeros(num_tokens, dim)  # node ids carry no position
     coords = layout_coordinates(LatentLayout(kind, shape), num_tokens)  # [L, k]
     num_axes = coords.shape[-1]
     per_axis = 2 * (dim // (2 * num_axes))  # even share of D for each axis
@@ -122,3 +131,25 @@ class ModalityEmbedding(nn.Module):
                 f"modality must be in [0, {num - 1}] (num_modalities={num}), got {modality!r}"
             )
         return self.table(ids)[:, None, :]  # [B|1, 1, D]
+
+
+class GraphPositionEmbedding(nn.Module):
+    """Laplacian-eigenvector positions (Dwivedi et al. 2020; GraphGPS, Rampasek et al. 2022).
+
+    forward(adjacency [B, L, L] dense or sparse) -> [B, L, D]: U_k [B, L, k], the eigenvectors
+    of the k smallest non-zero-index eigenvalues of I - D^-1/2 A D^-1/2, times a random sign
+    per (sample, vector) in training (an eigenvector's sign is arbitrary), -> Linear(k, D).
+    Graphs with fewer than k + 1 nodes get zero columns for the missing vectors.
+    """
+
+    def __init__(self, num_vectors: int, width: int):
+        super().__init__()
+        self.num_vectors = num_vectors
+        self.proj = nn.Linear(num_vectors, width)
+
+    def forward(self, adjacency: Tensor) -> Tensor:
+        U = laplacian_eigenvectors(adjacency, self.num_vectors)  # [B, L, k]
+        if self.training:
+            signs = torch.randint(0, 2, (U.shape[0], 1, U.shape[2]), device=U.device) * 2 - 1
+            U = U * signs.to(U.dtype)  # [B, 1, k]: one sign per sample and vector
+        return self.proj(U.to(self.proj.weight.dtype))

@@ -13,6 +13,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
+from ..graphs import check_graph
 from ..latents import LatentLayout
 from .sampler import sample_latents
 from .schedulers import make_scheduler
@@ -45,6 +46,7 @@ def generate(
     scheduler: SchedulerMixin | None = None,
     decode: bool = True,
     clamp_steps: int = 0,
+    graph: Tensor | None = None,
     progress: bool = False,
 ) -> SampleOutput:
     """Generate ``num_samples`` of modality ``name`` (DDIM by default, any diffusers scheduler).
@@ -54,6 +56,8 @@ def generate(
     scheduler: a sampling scheduler of the model's noise schedule (default: DDIM).
     clamp_steps: clamp the x0 estimate to the nearest tokens over the last steps (text with a
     fitted rounding head; ``sampler`` module docstring).
+    graph: the graph to generate on, [B, L, L] (one per sample) or [L, L] (shared), dense or
+        torch sparse: e.g. held-out graphs of the data for a graph-signal modality.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -82,6 +86,7 @@ def generate(
         modality=modality,
         clamp=_clamp_in_shared_space(model, name) if clamp_steps else None,
         clamp_steps=clamp_steps,
+        graph=None if graph is None else check_graph(graph, num_samples, layout.num_tokens),
         progress=progress,
     )
     model.backbone.train(was_training)

@@ -43,3 +43,4 @@ class SampleOptions(SampleSettings):
     seed: int = 0
     classes: list[int] | None = None
     prompts: list[str] | None = None
+    graph: str | None = None  # an adjacency file to generate on (graphs.load_graph_file)

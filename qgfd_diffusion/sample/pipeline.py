@@ -44,7 +44,8 @@ class QGFDPipelineOutput(BaseOutput):
     """latents: shared-space latents [B, L, C]; then, for the modality sampled, its decoded
     samples: images (PIL list, [B, H, W, C] array or [B, C, H, W] tensor), texts (str list),
     audios (waveform arrays), tables (a DataFrame), videos (frames as PIL lists, [B, F, H, W, C]
-    or [B, F, C, H, W]); None elsewhere and for ``output_type="latent"``."""
+    or [B, F, C, H, W]), signals (graph signals [B, N]); None elsewhere and for
+    ``output_type="latent"``."""
 
     latents: Tensor
     images: Any = None
@@ -52,6 +53,7 @@ class QGFDPipelineOutput(BaseOutput):
     audios: Any = None
     tables: Any = None
     videos: Any = None
+    signals: Any = None
 
 
 PIXEL_FIELDS = ("images", "videos")  # outputs converted to PIL / numpy like diffusers'
@@ -132,6 +134,7 @@ class QGFDPipeline(DiffusionPipeline):
         output_type: OutputType = "pil",
         return_dict: bool = True,
         clamp_steps: int = 0,
+        graph: Tensor | None = None,
     ) -> QGFDPipelineOutput | tuple:
         """Generate ``num_samples`` of ``modality``.
 
@@ -140,6 +143,9 @@ class QGFDPipeline(DiffusionPipeline):
         (``guidance_scale`` != 1) needs a condition; on an unconditional modality it is an error,
         never silently ignored. clamp_steps: text only, Diffusion-LM's clamping over the last
         steps (``sample.sampler``).
+        never silently ignored.
+        graph: the graph to generate on ([B, L, L] or [L, L] adjacency, dense or torch sparse),
+        for backbones that read one (graph-signal data, ``qgfd sample --graph FILE``).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
@@ -159,6 +165,7 @@ class QGFDPipeline(DiffusionPipeline):
             scheduler=self.scheduler,
             decode=output_type != "latent",
             clamp_steps=clamp_steps,
+            graph=graph,
             progress=not getattr(self, "_progress_bar_config", {}).get("disable", False),
         )
         decoded = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..graphs import load_graph_file
 from ..latents import LatentLayout
 from ..models.multimodal import BACKBONE_FOLDER, SharedQGFDDiffusionModel
 from ..schedules.config import NoiseScheduleConfig
@@ -116,6 +117,7 @@ def sample_to_folder(
         prompt=options.prompts,
         generator=torch.Generator().manual_seed(options.seed),
         output_type="pt",
+        graph=None if options.graph is None else load_graph_file(options.graph),
     )
     adapter = pipe.adapters.adapters[modality]
     condition = pipe.condition(modality, options.num_samples, options.classes, options.prompts)

@@ -56,9 +56,12 @@ def classifier_free_guidance(
     **forward_kwargs,
 ) -> Tensor:
     """Guided prediction from one batched forward: rows [0, B) unconditional (null condition),
-    rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality."""
+    rows [B, 2B) conditional. ``forward_kwargs``: layout, latent_mask, modality, graph."""
     B = x_t.shape[0]
-    batched = {k: _double(v) for k, v in forward_kwargs.items()}
+    shared_graph = forward_kwargs.get("graph") is not None and forward_kwargs["graph"].dim() == 2
+    batched = {
+        k: v if k == "graph" and shared_graph else _double(v) for k, v in forward_kwargs.items()
+    }  # a graph [L, L] is shared by every row
     drop = torch.arange(2 * B, device=x_t.device) < B  # [2B] True = unconditional
     prediction = backbone(
         _double(x_t),
@@ -147,6 +150,7 @@ def sample_latents(
     modality: int | Tensor = 0,
     clamp: Callable[[Tensor], Tensor] | None = None,
     clamp_steps: int = 0,
+    graph: Tensor | None = None,
     progress: bool = True,
 ) -> Tensor:
     """Run the reverse process from x_T to x_0 and return latents [B, L, C].
@@ -157,6 +161,8 @@ def sample_latents(
     guidance_scale: classifier-free guidance scale g (1 = plain conditional prediction).
     clamp / clamp_steps: x0 [B, L, C] -> x0 of the nearest data, applied over the last
     ``clamp_steps`` steps (module docstring).
+    graph: the adjacency over the L tokens to generate on ([B, L, L] or [L, L], dense or
+        sparse), a condition held fixed through the reverse process.
     Device and dtype come from the backbone's parameters; the backbone's train/eval mode is
     left as it is (call ``eval()`` first to switch dropout off).
     """
@@ -174,6 +180,8 @@ def sample_latents(
     x = initial_latents(scheduler, shape, latents, generator, device, dtype)
     kwargs = step_kwargs(scheduler, eta, generator)
     forward_kwargs = dict(layout=layout, latent_mask=latent_mask, modality=modality)
+    if graph is not None:
+        forward_kwargs["graph"] = graph
     self_conditioning = reads_self_condition(backbone)
     x0_hat = None  # self-conditioning: the previous step's estimate of x0 (zeros at the start)
     for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress)):

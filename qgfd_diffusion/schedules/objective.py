@@ -149,6 +149,8 @@ class DiffusionObjective:
             modality=modality,
             force_drop_cond=draws.drop_cond,
         )
+        if batch.graph is not None:  # a condition of the sample, like its tokens
+            forward["graph"] = batch.graph
         if self.self_conditioning:
             forward["self_cond"] = self._self_condition(model, batch, draws, x_t, forward)
         prediction = model(x_t, draws.t, batch.cond_tokens, batch.cond_mask, **forward)

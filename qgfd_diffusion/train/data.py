@@ -8,6 +8,7 @@ a fixed schema per modality (adapters turn raw batches into latents, DESIGN.md s
     audio    {"audio": float32 [T], "sampling_rate": int}           (mono)
     video    {"video": float32 [F, C, H, W] in [0, 1]}
     tabular  {column: value, ...}                                   (one row per example)
+    graph_signal {"signal": float32 [N], "adjacency": uint8 [N, N]}  (one graph per example)
 
 Sources (`SOURCES`): "hub" (`datasets.load_dataset`), "files" (local files through the datasets
 builders "text", "csv", "imagefolder", "audiofolder") and "bundled" (real data shipped inside
@@ -54,6 +55,7 @@ from qgfd_diffusion.adapters.image import NO_LABEL
 from qgfd_diffusion.train.bundled import BUNDLED_SOURCES, BundledData
 
 FILE_FORMATS = ("text", "csv", "imagefolder", "audiofolder")
+ARRAY_COLUMNS = ("image", "audio", "video", "signal", "adjacency")  # served as numpy arrays
 OLD_MODALITY_NAMES = {"table": "tabular"}  # old spelling -> modality
 _GLOB_CHARS = frozenset("*?[")
 _FEATURE_MODALITY = {datasets.Image: "image", datasets.Audio: "audio"}
@@ -378,7 +380,7 @@ def load_dataset_source(
             raise ValueError(f"max_items must be >= 1, got {max_items}")
         dataset = dataset.select(range(min(max_items, len(dataset))))
     if source == "bundled":
-        arrays = [c for c in dataset.column_names if c in ("image", "audio", "video")]
+        arrays = [c for c in dataset.column_names if c in ARRAY_COLUMNS]
         if arrays:  # arrays as float32 numpy, everything else stays plain Python
             dataset = dataset.with_format("numpy", columns=arrays, output_all_columns=True)
     return dataset

@@ -39,6 +39,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..attention.kernels import set_qgfd_step
+from ..graphs import save_graph_file
 from ..latents import LatentLayout
 from ..models.multimodal import SharedQGFDDiffusionModel
 from ..sample.pipeline import QGFDPipeline
@@ -51,6 +52,7 @@ from .checkpoint import (
 )
 from .config import PhaseConfig, RunConfig, run_config_from_dict
 from .data import infinite_batches, make_dataloader
+from .graph_signals import dataset_graphs
 from .logs import TRACKER_FOLDER, MetricsLog
 from .phases import PhaseData, build_phase_adapter, check_sources, load_phase_data
 
@@ -514,6 +516,7 @@ class Trainer:
                 eta=options.eta,
                 generator=torch.Generator().manual_seed(self.config.seed + self.state.global_step),
                 output_type="pt",
+                graph=self._sample_graphs(self._phase_named(phase), count),
             )
         finally:
             self.ema.restore(self.model.backbone.parameters())
@@ -529,7 +532,21 @@ class Trainer:
         for phase in self.config.phases:
             conditional = pipe.condition(phase.name, options.num_samples) is not None
             phase_options = options if conditional else replace(options, guidance=1.0)
-            sample_to_folder(pipe, phase.name, self.out / "samples" / phase.name, phase_options)
+            folder = self.out / "samples" / phase.name
+            graph = self._sample_graphs(phase, options.num_samples)
+            if graph is not None:  # saved beside the samples: `qgfd sample --graph` reads it
+                phase_options = replace(phase_options, graph=str(save_graph_file(graph, folder)))
+            sample_to_folder(pipe, phase.name, folder, phase_options)
+
+    def _phase_named(self, name: str) -> PhaseConfig:
+        return next(phase for phase in self.config.phases if phase.name == name)
+
+    def _sample_graphs(self, phase: PhaseConfig, count: int) -> torch.Tensor | None:
+        """Held-out graphs to sample a graph-reading backbone on (None: it reads none, or the
+        data has none and the layout gives them)."""
+        if not self.model.cfg.uses_graph:
+            return None
+        return dataset_graphs(self._phase_data(phase).validation, count)
 
 
 def _load_checkpoint_adapter(folder: Path):

@@ -36,6 +36,7 @@ DECLARED = {  # registry name -> (modality, condition_kind)
     "audio": ("audio", None),
     "video": ("video", "label"),
     "tabular": ("tabular", None),
+    "graph_signal": ("graph_signal", None),
 }
 
 
@@ -68,7 +69,7 @@ def smell():
 
 def test_every_adapter_declares_its_modality():
     assert {name: (cls.modality, cls.condition_kind) for name, cls in ADAPTERS.items()} == DECLARED
-    assert modalities() == ("audio", "image", "tabular", "text", "video")
+    assert modalities() == ("audio", "graph_signal", "image", "tabular", "text", "video")
     for cls in ADAPTERS.values():
         assert cls.condition_kind in CONDITION_KINDS
         for attribute in ("collate", "writer"):
@@ -91,7 +92,7 @@ def test_a_registered_modality_is_derived_everywhere(smell):
     assert get_adapter_class("smell_test") is smell and smell.name == "smell_test"
     assert unregister_adapter("smell_test") is smell
     assert "smell" not in modalities()
-    with pytest.raises(ValueError, match="unknown modality 'smell'; allowed: audio, image, "):
+    with pytest.raises(ValueError, match="unknown modality 'smell'; allowed: audio, graph_sig"):
         collate_for("smell")
     with pytest.raises(ValueError, match="unknown adapter 'smell_test'"):
         unregister_adapter("smell_test")

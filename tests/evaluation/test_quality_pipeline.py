@@ -88,6 +88,29 @@ EXPECTED = {
             "later_phase_loss": (0, math.inf),
         },
     ),
+    "graph": (
+        {"graph"},
+        {
+            "sdpa",
+            "sdpa mask",
+            "sdpa mask 4x depth",
+            "sdpa lappe",
+            "qgfd graph a=0.9 fixed mask",
+            "qgfd graph learned a mask",
+            "qgfd graph a(t) mask",
+            "qgfd keys a=0.9 T=16",
+            "heat",
+        },
+        {
+            "mse_over_bayes_1": (0.5, math.inf),  # >= 1 up to the noise of 16 held-out draws
+            "mse_over_bayes_10": (0.5, math.inf),
+            "mse_over_bayes_100": (0.5, math.inf),
+            "fd_over_floor": (0, math.inf),
+            "mean_sq_norm": (0, math.inf),
+            "real_mean_sq_norm": (0, math.inf),
+            "step_time_vs_sdpa": (0, math.inf),
+        },
+    ),
 }
 STUDY_ATTENTION = ("sdpa", "heat")  # plus the qgfd variants, selected by --set below
 

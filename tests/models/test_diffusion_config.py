@@ -74,7 +74,7 @@ def test_num_modalities_follows_the_model_unless_given():
         ({"prediction_type": "x0"}, "prediction_type must be one of"),
         ({"beta_schedule": "cosine"}, "beta_schedule must be one of"),
         ({"transition": "nope"}, "transition must be one of"),
-        ({"transition": "graph"}, "transition='graph'"),
+        ({"layout_graph": "ring"}, "layout_graph must be one of"),
         ({"heat_mode": "auto"}, "heat_mode must be one of"),
         ({"difformer_variant": "b"}, "difformer_variant must be one of"),
         ({"qgfd_alpha": 1.5}, r"alpha must be in \[0.0, 1.0\]"),

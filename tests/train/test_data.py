@@ -283,7 +283,8 @@ def test_collate_types_and_shapes(name, modality):
 
 def test_unknown_modality_lists_modalities():
     with pytest.raises(
-        ValueError, match="unknown modality 'graph'; allowed: audio, image, tabular, text, video"
+        ValueError,
+        match="unknown modality 'graph'; allowed: audio, graph_signal, image, tabular, text, video",
     ):
         make_dataloader(bundled("iris"), "graph", batch_size=2, seed=0)
 

@@ -68,6 +68,7 @@ def plot_sweep(
     """Headline metrics against qgfd_alpha (or T), one line per value of the other setting;
     the other attention kinds as horizontal reference lines."""
     qgfd = [g for g in summary if g["metrics"].get("attention_is_qgfd", {}).get("mean") == 1.0]
+    qgfd = [g for g in qgfd if {axis, other} <= set(g["metrics"])]  # T = None: the fixed point
     if len({g["metrics"][axis]["mean"] for g in qgfd}) < 2:
         return None
     reference = [g for g in summary if g not in qgfd]

@@ -31,6 +31,7 @@ from .. import (
     text_report,
     train_digit_classifier,
 )
+from .scorers_graph import GRAPH_HEADLINE, GraphSettings, score_graph
 
 if TYPE_CHECKING:  # jobs imports SCORERS; a scorer only reads a Job's attributes
     from .jobs import Job
@@ -345,4 +346,5 @@ SCORERS: dict[str, Scorer] = {
             ("later_phase_loss", False),
         ),
     ),
+    "graph": Scorer(GraphSettings, score_graph, GRAPH_HEADLINE),
 }
