@@ -15,6 +15,10 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
                one model size and training budget, several seeds: mean and std, time per step
     study-patch4  sdpa against QGFD on the same study with 49 tokens per digit instead of 16
     self-cond     the study's model with and without self-conditioning (Chen et al. 2022)
+    video      class-conditional Moving MNIST clips: per-frame class accuracy and agreement of a
+               digit classifier, motion against a bouncing path, per-frame FD over the floor
+    audio      speech on log-mel latents: log-mel Frechet distance over the real-vs-real floor,
+               share of energy above 4 kHz (generated and held-out real clips)
 
 Every (eval file, variant, seed) trains one run folder with the library's `Trainer`
 (`<runs>/<task>/<file>/<variant>/seed<k>/`; a finished run with the same config is reused, a
@@ -58,6 +62,8 @@ TASKS: dict[str, tuple[str, ...]] = {
     "study": ("study.yaml",),
     "study-patch4": ("study_patch4.yaml",),
     "self-cond": ("self_cond.yaml",),
+    "video": ("video.yaml",),
+    "audio": ("audio.yaml",),
 }
 DEFAULT_OUT, DEFAULT_RUNS, QUICK_FOLDER = Path("docs/quality"), Path("runs/quality"), "quick"
 

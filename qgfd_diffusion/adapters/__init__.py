@@ -1,7 +1,7 @@
 """Modality adapters: raw data <-> normalised latent tokens x0 [B,L,C] for the shared denoiser.
 
 The contract and shared machinery live in ``base``; one module per modality registers its
-adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular). Each adapter
+adapter by name (``ADAPTERS``: text, image, patch_image, audio, mel, video, tabular). Each adapter
 class declares everything about its modality (``modality``, ``condition_kind``, ``collate``,
 ``writer``); ``modalities``, ``collate_for`` and ``writer_for`` derive the per-modality tables
 from the registry. Importing this package registers every adapter and is light: transformers
@@ -37,6 +37,7 @@ from .image import (
     unpatchify,
     write_images,
 )
+from .mel import LogMel, MelAdapter, MelAdapterConfig
 from .registry import (
     ADAPTERS,
     CONDITION_KINDS,
@@ -69,6 +70,9 @@ __all__ = [
     "CONDITION_KINDS",
     "ConditionKind",
     "EncoderAdapterConfig",
+    "LogMel",
+    "MelAdapter",
+    "MelAdapterConfig",
     "ModalityAdapter",
     "PatchImageAdapter",
     "PatchImageConfig",

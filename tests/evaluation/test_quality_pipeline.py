@@ -88,6 +88,32 @@ EXPECTED = {
             "later_phase_loss": (0, math.inf),
         },
     ),
+    "video": (
+        {"video"},
+        {"default"},
+        {
+            "frame_class_accuracy": (0, 1),
+            "frame_class_agreement": (0.1, 1),  # at least 1 frame in 10 agrees with the mode
+            "real_frame_class_agreement": (0.1, 1),
+            "motion_residual": (0, math.inf),
+            "real_motion_residual": (0, 1.0),  # real clips: rounding of the pasted positions
+            "real_centre_speed": (0.5, 5.0),  # speeds drawn in [1, 3] px/frame, then bounced
+            "frame_fd_floor": (1e-300, math.inf),
+            "frame_fd_over_floor": (0, math.inf),
+        },
+    ),
+    "audio": (
+        {"audio"},
+        {"default"},
+        {
+            "logmel_fd": (0, math.inf),
+            "logmel_floor": (1e-300, math.inf),
+            "logmel_fd_over_floor": (0, math.inf),
+            "energy_above_4khz": (0, 1),
+            "real_energy_above_4khz": (0, 1e-4),  # the bundled speech is band-limited at 4 kHz
+            "energy_ratio": (0, math.inf),
+        },
+    ),
 }
 STUDY_ATTENTION = ("sdpa", "heat")  # plus the qgfd variants, selected by --set below
 
@@ -170,6 +196,10 @@ def test_quick_task_writes_well_formed_results(run_quick, task):
     assert {t["metric"] for t in result["targets"]} <= set(bounds)  # targets reported, not asserted
     if task == "mnist":
         assert any(name.endswith("_samples.png") for name in map(str, folder.iterdir()))
+    if task in ("video", "audio"):
+        picture = {"video": "_clips.png", "audio": "_spectrograms.png"}[task]
+        assert any(name.endswith(picture) for name in map(str, folder.iterdir()))
+        assert len(result["rows"]) == 1  # quick mode: one seed of the three
     if task == "text":
         samples = result["rows"][0]["samples"]
         assert samples["generated"] and samples["real"]

@@ -31,6 +31,10 @@ from .. import (
     text_report,
     train_digit_classifier,
 )
+from .audio_scorer import HEADLINE as AUDIO_HEADLINE
+from .audio_scorer import AudioSettings, score_audio
+from .video_scorer import HEADLINE as VIDEO_HEADLINE
+from .video_scorer import VideoSettings, score_video
 
 if TYPE_CHECKING:  # jobs imports SCORERS; a scorer only reads a Job's attributes
     from .jobs import Job
@@ -329,4 +333,6 @@ SCORERS: dict[str, Scorer] = {
             ("later_phase_loss", False),
         ),
     ),
+    "video": Scorer(VideoSettings, score_video, VIDEO_HEADLINE),
+    "audio": Scorer(AudioSettings, score_audio, AUDIO_HEADLINE),
 }
