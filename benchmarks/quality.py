@@ -21,6 +21,10 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
     graph      GMRF signals on small-world graphs (issue 15): held-out x0-MSE over the exact
                Bayes MSE at sigma^2 = 1, 10, 100, whitened DDIM samples against N(0, I), step
                time over sdpa; graph-aware sdpa against graph QGFD, 3 paired seeds
+    video      class-conditional Moving MNIST clips: per-frame class accuracy and agreement of a
+               digit classifier, motion against a bouncing path, per-frame FD over the floor
+    audio      speech on log-mel latents: log-mel Frechet distance over the real-vs-real floor,
+               share of energy above 4 kHz (generated and held-out real clips)
 
 Every (eval file, variant, seed) trains one run folder with the library's `Trainer`
 (`<runs>/<task>/<file>/<variant>/seed<k>/`; a finished run with the same config is reused, a
@@ -66,6 +70,8 @@ TASKS: dict[str, tuple[str, ...]] = {
     "study-patch4": ("study_patch4.yaml",),
     "self-cond": ("self_cond.yaml",),
     "graph": ("graph.yaml",),
+    "video": ("video.yaml",),
+    "audio": ("audio.yaml",),
 }
 DEFAULT_OUT, DEFAULT_RUNS, QUICK_FOLDER = Path("docs/quality"), Path("runs/quality"), "quick"
 

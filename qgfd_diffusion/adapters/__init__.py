@@ -1,11 +1,11 @@
 """Modality adapters: raw data <-> normalised latent tokens x0 [B,L,C] for the shared denoiser.
 
 The contract and shared machinery live in ``base``; one module per modality registers its
-adapter by name (``ADAPTERS``: text, image, patch_image, audio, video, tabular, graph_signal).
-Each adapter class declares everything about its modality (``modality``, ``condition_kind``,
-``collate``, ``writer``); ``modalities``, ``collate_for`` and ``writer_for`` derive the
-per-modality tables from the registry. Importing this package registers every adapter and is
-light: transformers models, torchaudio, soundfile and av load only when used.
+adapter by name (``ADAPTERS``: text, image, patch_image, audio, mel, video, tabular,
+graph_signal). Each adapter class declares everything about its modality (``modality``,
+``condition_kind``, ``collate``, ``writer``); ``modalities``, ``collate_for`` and ``writer_for``
+derive the per-modality tables from the registry. Importing this package registers every adapter
+and is light: transformers models, torchaudio, soundfile and av load only when used.
 """
 
 from .audio import (
@@ -43,6 +43,7 @@ from .image import (
     unpatchify,
     write_images,
 )
+from .mel import LogMel, MelAdapter, MelAdapterConfig
 from .registry import (
     ADAPTERS,
     CONDITION_KINDS,
@@ -77,6 +78,9 @@ __all__ = [
     "EncoderAdapterConfig",
     "GraphSignalAdapter",
     "GraphSignalConfig",
+    "LogMel",
+    "MelAdapter",
+    "MelAdapterConfig",
     "ModalityAdapter",
     "PatchImageAdapter",
     "PatchImageConfig",

@@ -11,12 +11,16 @@ marks the frames computed from real (not padded) samples; layout ``sequence``.
 Decoding is a per-frame MLP z [C] -> S samples, fitted by MSE against the waveform with
 ``fit_decoder``. Be honest about it: it regresses each frame's samples independently, so it
 keeps loudness and coarse spectral shape but blurs phase; it is a smoke-test / inspection
-decoder, not a vocoder. Decoded audio is at the encoder's sampling rate.
+decoder, not a vocoder. Decoded audio is at the encoder's sampling rate. For audio to listen
+to, use the ``mel`` adapter (mel.py: log-mel frames, decoded by Griffin-Lim); this one is the
+encoder-states adapter.
 
 Modality "audio", no condition. ``collate_audio`` turns the data layer's examples
 ``{"audio": [T], "sampling_rate"}`` into ``{"waveforms", "sampling_rate"}``; ``write_audio``
 writes decoded waveforms [T] in [-1,1] (clipped; NaN -> 0) to ``audio/sample_000.wav``, ...
-(16-bit PCM, deterministic bytes).
+(16-bit PCM, deterministic bytes) and their spectrograms to ``spectrograms.png``. Both audio
+adapters (this and ``mel``) share the collation, the batch reading (``batch_waveforms``) and the
+writer.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
 from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
-from .files import WriteOptions, check_nonempty, sample_path
+from .files import WriteOptions, check_nonempty, sample_path, save_grid, to_uint8
 from .helpers import check_file, mlp_head
 from .registry import register_adapter
 
@@ -44,6 +48,11 @@ AudioBatch = Tensor | Sequence[Any] | Mapping[str, Any]
 _AUDIO_KEYS = ("waveforms", "sampling_rate")
 _MODEL_INPUT_KEYS = ("input_values", "input_features")
 WAV_SUBTYPE = "PCM_16"
+SPECTROGRAM_NAME = "spectrograms.png"
+SPECTROGRAM_WINDOW_S = 0.032  # 32 ms analysis windows (512 samples at 16 kHz)
+SPECTROGRAM_HOPS_PER_WINDOW = 4
+SPECTROGRAM_DB_RANGE = 80.0  # dB below the batch's loudest bin shown; quieter is black
+POWER_EPS = 1e-12
 
 
 def load_audio(path: str | os.PathLike) -> tuple[Tensor, int]:
@@ -74,6 +83,37 @@ def resample(waveform: Tensor, orig_rate: int, new_rate: int) -> Tensor:
     return torchaudio_resample(waveform, orig_rate, new_rate)
 
 
+def _one_waveform(item: Any, rate: int, target_rate: int) -> Tensor:
+    """A file path, array or tensor [T] at ``rate`` -> float32 waveform [T] at ``target_rate``."""
+    if isinstance(item, (str, os.PathLike)):
+        item, rate = load_audio(item)
+    wave = torch.as_tensor(np.asarray(item) if not isinstance(item, Tensor) else item).float()
+    if wave.ndim != 1 or wave.numel() == 0:
+        raise ValueError(f"each waveform must be 1-D and non-empty, got shape {tuple(wave.shape)}")
+    return resample(wave.cpu(), rate, target_rate)
+
+
+def batch_waveforms(batch: AudioBatch, rate: int, target_rate: int) -> list[Tensor]:
+    """Any audio batch (module docstring) -> list of mono float32 waveforms [T] on the CPU,
+    resampled from ``rate`` (in-memory inputs; a dict's ``sampling_rate`` and files carry
+    their own) to ``target_rate``."""
+    if isinstance(batch, Mapping):
+        unknown = sorted(set(batch) - set(_AUDIO_KEYS))
+        if unknown or "waveforms" not in batch:
+            raise ValueError(
+                f"an audio batch dict needs 'waveforms' (and optionally "
+                f"'sampling_rate'); got keys {sorted(batch)}"
+            )
+        batch, rate = batch["waveforms"], int(batch.get("sampling_rate", rate))
+    if isinstance(batch, Tensor):
+        batch = list(batch.reshape(-1, batch.shape[-1]))  # [T] or [B,T] -> B x [T]
+    if isinstance(batch, (str, os.PathLike)):
+        batch = [batch]
+    if not len(batch):
+        raise ValueError("an audio batch must be a tensor, a file path or a non-empty list")
+    return [_one_waveform(item, rate, target_rate) for item in batch]
+
+
 def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
     """-> {"waveforms": list of float32 [T] arrays (lengths may differ), "sampling_rate": int}
     (the audio adapter's batch keys)."""
@@ -96,8 +136,33 @@ def _waveform(sample: Any, index: int) -> np.ndarray:
     return np.clip(np.nan_to_num(sample.astype(np.float32), nan=0.0), -1.0, 1.0)
 
 
+def spectrogram_pixels(waveforms: list[np.ndarray], rate: int) -> torch.Tensor:
+    """Waveforms [T] -> uint8 log-power spectrograms [B, 1, n_freq, n_time] (low frequencies at the
+    bottom; shorter clips padded with black), in dB relative to the batch's loudest bin and
+    clipped SPECTROGRAM_DB_RANGE below it, so a batch's spectrograms compare on one scale."""
+    n_fft = max(2, round(SPECTROGRAM_WINDOW_S * rate))
+    hop = max(1, n_fft // SPECTROGRAM_HOPS_PER_WINDOW)
+    window = torch.hann_window(n_fft)
+    powers = []
+    for wave in waveforms:
+        wave = torch.from_numpy(wave)
+        wave = F.pad(wave, (0, max(0, n_fft - wave.numel())))  # stft needs >= n_fft samples
+        stft = torch.stft(wave, n_fft, hop, window=window, return_complex=True)  # [n_freq, n_time]
+        powers.append(stft.abs().square())
+    frames = max(p.shape[-1] for p in powers)
+    power = torch.stack(
+        [F.pad(p, (0, frames - p.shape[-1])) for p in powers]
+    )  # [B, n_freq, n_time]
+    decibels = 10 * torch.log10(power + POWER_EPS)
+    level = (decibels - decibels.max() + SPECTROGRAM_DB_RANGE) / SPECTROGRAM_DB_RANGE
+    return to_uint8(
+        level.flip(-2)[:, None]
+    )  # [B, 1, n_freq, n_time], low frequencies at the bottom
+
+
 def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
-    """Waveforms (list of [T], or [B,T]) -> audio/sample_000.wav, ... at options.sampling_rate."""
+    """Waveforms (list of [T], or [B,T]) -> audio/sample_000.wav, ... at options.sampling_rate,
+    then spectrograms.png (one row per sample, ``spectrogram_pixels``) and its enlarged copy."""
     import soundfile as sf
 
     rate = options.sampling_rate
@@ -112,12 +177,13 @@ def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path
             f"audio samples must be a list of 1-D waveforms, got {type(decoded).__name__}"
         )
     check_nonempty(len(decoded), "audio")
+    waves = [_waveform(sample, i) for i, sample in enumerate(decoded)]
     files = []
-    for i, sample in enumerate(decoded):
+    for i, wave in enumerate(waves):
         path = sample_path(out_dir / "audio", i, ".wav")
-        sf.write(path, _waveform(sample, i), rate, subtype=WAV_SUBTYPE, format="WAV")
+        sf.write(path, wave, rate, subtype=WAV_SUBTYPE, format="WAV")
         files.append(path)
-    return files
+    return files + save_grid(spectrogram_pixels(waves, rate), out_dir / SPECTROGRAM_NAME, nrow=1)
 
 
 @dataclass(kw_only=True)
@@ -158,33 +224,10 @@ class AudioAdapter(PretrainedEncoderAdapter):
 
     def waveforms(self, batch: AudioBatch) -> list[Tensor]:
         """Any audio batch -> list of mono waveforms [T] at the encoder's rate."""
-        rate = self.config.sampling_rate or self.encoder_rate
-        if isinstance(batch, Mapping):
-            unknown = sorted(set(batch) - set(_AUDIO_KEYS))
-            if unknown or "waveforms" not in batch:
-                raise ValueError(
-                    f"an audio batch dict needs 'waveforms' (and optionally "
-                    f"'sampling_rate'); got keys {sorted(batch)}"
-                )
-            batch, rate = batch["waveforms"], int(batch.get("sampling_rate", rate))
-        if isinstance(batch, Tensor):
-            batch = list(batch.reshape(-1, batch.shape[-1]))  # [T] or [B,T] -> B x [T]
-        if isinstance(batch, (str, os.PathLike)):
-            batch = [batch]
-        if not len(batch):
-            raise ValueError("an audio batch must be a tensor, a file path or a non-empty list")
-        waves = [self._one_waveform(item, rate) for item in batch]
+        waves = batch_waveforms(
+            batch, self.config.sampling_rate or self.encoder_rate, self.encoder_rate
+        )
         return [w.to(self.device) for w in waves]
-
-    def _one_waveform(self, item: Any, rate: int) -> Tensor:
-        if isinstance(item, (str, os.PathLike)):
-            item, rate = load_audio(item)
-        wave = torch.as_tensor(np.asarray(item) if not isinstance(item, Tensor) else item).float()
-        if wave.ndim != 1 or wave.numel() == 0:
-            raise ValueError(
-                f"each waveform must be 1-D and non-empty, got shape {tuple(wave.shape)}"
-            )
-        return resample(wave.cpu(), rate, self.encoder_rate)
 
     # -- encoding -----------------------------------------------------------------------------
 

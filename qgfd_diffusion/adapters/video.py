@@ -11,8 +11,10 @@ The video adapter keeps its own latent statistics; decoding runs the image adapt
 frame. ``read_video_frames`` / ``write_video`` use PyAV (imported lazily).
 
 Modality "video", ``condition_kind`` "label". ``collate_video`` stacks the data layer's examples
-``{"video": [T,K_img,H,W]}``; ``write_videos`` writes decoded videos [B,T,K_img,H,W] in [0,1] to
-``samples.png`` (grid of first frames, the image writer's grid) and ``video/sample_000.gif``, ...
+``{"video": [T,K_img,H,W], "label"}`` (label optional, e.g. Moving MNIST's digit class);
+``write_videos`` writes decoded videos [B,T,K_img,H,W] in [0,1] to ``samples.png`` (grid of
+first frames, the image writer's grid), ``video/sample_000.gif``, ... and ``frames.png`` (every
+frame, one row per sample, with an enlarged copy to look at).
 Samples go to GIF rather than ``write_video``: a lossy codec's output is not guaranteed
 byte-stable and needs 3-channel frames with even sizes.
 """
@@ -44,7 +46,7 @@ from .files import (
     to_uint8,
 )
 from .helpers import check_file, label_condition
-from .image import split_pixel_batch
+from .image import NO_LABEL, split_pixel_batch
 from .registry import register_adapter
 
 VideoBatch = Tensor | Mapping[str, Any]
@@ -52,6 +54,7 @@ _IMAGE_FOLDER = "image_adapter"
 GIF_FRAME_MS = 100  # 10 frames per second; GIF stores whole centiseconds
 VIDEO_CHANNELS = (1, 3)  # GIF has no alpha channel worth writing
 VIDEO_DIMS = ("B", "T", "K_img", "H", "W")
+STRIP_NAME = "frames.png"
 
 
 def read_video_frames(
@@ -95,9 +98,12 @@ def write_video(path: str | os.PathLike, video: Tensor, fps: int = 8, codec: str
     return path
 
 
-def collate_video(examples: list[dict[str, Any]]) -> Tensor:
-    """-> float32 [B, T, K_img, H, W]."""
-    return torch.from_numpy(np.stack([np.asarray(e["video"], dtype=np.float32) for e in examples]))
+def collate_video(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """-> {"videos": float32 [B, T, K_img, H, W], "labels": int64 [B]} (label -1: unlabelled;
+    adapters without classes drop the labels in ``prepare_batch``)."""
+    videos = np.stack([np.asarray(example["video"], dtype=np.float32) for example in examples])
+    labels = [int(example.get("label", NO_LABEL)) for example in examples]
+    return {"videos": torch.from_numpy(videos), "labels": torch.tensor(labels)}
 
 
 def save_gif(frames: Tensor, path: Path) -> Path:
@@ -120,7 +126,8 @@ def save_gif(frames: Tensor, path: Path) -> Path:
 
 
 def write_videos(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
-    """Videos [B, T, K_img, H, W] in [0,1] -> samples.png (first frames), video/*.gif."""
+    """Videos [B, T, K_img, H, W] in [0,1] -> samples.png (first frames), video/*.gif, then
+    frames.png: every frame, one row per sample (with an enlarged copy, ``save_grid``)."""
     videos = check_pixels(decoded, "video", VIDEO_DIMS, VIDEO_CHANNELS)
     if videos.shape[1] == 0:
         raise ValueError("video samples need at least one frame (dim T), got 0")
@@ -128,7 +135,8 @@ def write_videos(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Pat
     files = save_grid(pixels[:, 0], out_dir / GRID_NAME, options.nrow)
     for i, frames in enumerate(pixels):
         files.append(save_gif(frames, sample_path(out_dir / "video", i, ".gif")))
-    return files
+    strip = rearrange(pixels, "b t k h w -> (b t) k h w")  # row-major: one sample per grid row
+    return files + save_grid(strip, out_dir / STRIP_NAME, nrow=pixels.shape[1])
 
 
 def split_video_batch(batch: VideoBatch) -> tuple[Tensor, Tensor | None]:

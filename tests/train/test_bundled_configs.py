@@ -38,7 +38,9 @@ def test_every_config_validates(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart", "audio_speech", "video_clips", "tabular_wine"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "audio_speech", "video_clips", "video_moving_mnist", "tabular_wine"]
+)
 def test_offline_configs_train_sample_and_decode(name, tmp_path):
     path = CONFIGS / f"{name}.yaml"
     config = load_run_config(path, SHORT + _short_phases(path))

@@ -275,7 +275,9 @@ def test_collate_types_and_shapes(name, modality):
         assert batch["sampling_rate"] == 16_000 and len(batch["waveforms"]) == 4
         assert all(a.dtype == np.float32 and a.ndim == 1 for a in batch["waveforms"])
     elif modality == "video":
-        assert batch.dtype == torch.float32 and batch.shape == (4, 8, 3, 32, 32)
+        videos = batch["videos"]
+        assert videos.dtype == torch.float32 and videos.shape == (4, 8, 3, 32, 32)
+        assert batch["labels"].tolist() == [-1] * 4  # real footage: unlabelled
     else:
         assert isinstance(batch, pd.DataFrame) and batch.shape == (4, 14)
     assert len(loader) == 4

@@ -188,17 +188,21 @@ def first_seed_rows(rows: list[dict]) -> list[dict]:
     return chosen
 
 
+DEFAULT_CAPTION = "rows: samples, columns: requested class 0-9"
+
+
 def artifact_lines(rows: list[dict], out_dir: Path) -> list[str]:
-    """Copy each variant's first-seed artifacts (sample grids) next to results.md."""
+    """Copy each variant's first-seed artifacts (sample grids) next to results.md, captioned by
+    the row's ``captions`` (default: the digit grids' layout)."""
     lines = []
     for row in first_seed_rows(rows):
         for name, path in row.get("artifacts", {}).items():
             slug = Variant(row["variant"]).slug
             target = f"{row['file']}_{slug}_seed{row['seed']}_{name}{Path(path).suffix}"
             shutil.copyfile(path, out_dir / target)
+            caption = row.get("captions", {}).get(name, DEFAULT_CAPTION)
             lines += [
-                f"{name}, {row['file']} / {row['variant']} / seed {row['seed']} "
-                "(rows: samples, columns: requested class 0-9):",
+                f"{name}, {row['file']} / {row['variant']} / seed {row['seed']} ({caption}):",
                 "",
                 f"![{target}]({target})",
                 "",

@@ -31,7 +31,11 @@ from .. import (
     text_report,
     train_digit_classifier,
 )
+from .audio_scorer import HEADLINE as AUDIO_HEADLINE
+from .audio_scorer import AudioSettings, score_audio
 from .scorers_graph import GRAPH_HEADLINE, GraphSettings, score_graph
+from .video_scorer import HEADLINE as VIDEO_HEADLINE
+from .video_scorer import VideoSettings, score_video
 
 if TYPE_CHECKING:  # jobs imports SCORERS; a scorer only reads a Job's attributes
     from .jobs import Job
@@ -347,4 +351,6 @@ SCORERS: dict[str, Scorer] = {
         ),
     ),
     "graph": Scorer(GraphSettings, score_graph, GRAPH_HEADLINE),
+    "video": Scorer(VideoSettings, score_video, VIDEO_HEADLINE),
+    "audio": Scorer(AudioSettings, score_audio, AUDIO_HEADLINE),
 }

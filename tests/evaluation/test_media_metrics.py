@@ -1,0 +1,85 @@
+"""Video and audio scores against independent references: scipy's centre of mass, a hand-made
+bouncing track, two tones of known power, and a shuffled clip that must score worse."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+pytest.importorskip("torchaudio", reason="audio extra not installed")
+
+from qgfd_diffusion.evaluation.audio import audio_report, energy_above
+from qgfd_diffusion.evaluation.video import (
+    bounce_fit,
+    centres_of_mass,
+    digit_crops,
+    frame_class_agreement,
+)
+from qgfd_diffusion.train.moving_mnist import bouncing_positions, moving_mnist
+
+RATE = 16000
+
+
+def test_centres_of_mass_match_scipy():
+    frames = torch.rand(5, 32, 32, generator=torch.Generator().manual_seed(0)) ** 4
+    expected = np.array([ndimage.center_of_mass(f.numpy()) for f in frames])
+    np.testing.assert_allclose(centres_of_mass(frames).numpy(), expected, rtol=1e-5)
+
+
+def test_crop_recovers_the_pasted_digit():
+    """A 28x28 digit pasted into a 64x64 frame is cut back out exactly around its centre."""
+    digit = np.zeros((1, 28, 28), np.float32)
+    digit[0, 6:22, 10:18] = 1.0  # a bar centred on (13.5, 13.5), like an MNIST digit
+    videos, _ = moving_mnist(
+        digit, np.array([3]), num_videos=2, num_frames=3, frame_size=64, digit_size=28, seed=1
+    )
+    crops = digit_crops(torch.from_numpy(videos).flatten(0, 1), 28)  # [6, 1, 28, 28]
+    for crop in crops:
+        np.testing.assert_array_equal(crop[0].numpy(), digit[0])
+
+
+def test_bounce_fit_is_small_on_a_bouncing_track_and_large_on_a_shuffled_one():
+    travel, frames = 16.0, 10
+    track = bouncing_positions(np.array([3.0, 12.0]), np.array([2.5, -3.2]), frames, travel)
+    track = track + np.array([7.5, 6.0])  # the centre of mass sits inside the digit's box
+    assert bounce_fit(track, travel) < 0.05
+    shuffled = track[np.random.default_rng(0).permutation(frames)]
+    assert bounce_fit(shuffled, travel) > 1.0
+
+
+def test_frame_class_agreement():
+    predictions = torch.tensor([[1, 1, 1, 1], [2, 2, 5, 5], [3, 4, 3, 3]])
+    assert frame_class_agreement(predictions) == pytest.approx((1 + 0.5 + 0.75) / 3)
+
+
+def tone(freq: float, amplitude: float, seconds: float = 0.5) -> torch.Tensor:
+    return amplitude * torch.sin(2 * math.pi * freq * torch.arange(int(seconds * RATE)) / RATE)
+
+
+def test_energy_above_a_cutoff_is_the_power_share():
+    low, high = tone(1000, 0.8), tone(6000, 0.3)
+    expected = 0.3**2 / (0.8**2 + 0.3**2)  # mean power of a sine: amplitude^2 / 2, each
+    assert energy_above([low + high], RATE) == pytest.approx(expected, rel=1e-3)
+    assert energy_above([low], RATE) < 1e-6
+    with pytest.raises(ValueError, match="cutoff_hz must lie in"):
+        energy_above([low], RATE, cutoff_hz=9000)
+
+
+def test_audio_report_scores_noise_worse_than_speech_like_tones():
+    """Held-out 'speech': harmonic tones below 4 kHz. Tones of other pitches sit close to the
+    floor; white noise is far off and carries half its energy above 4 kHz."""
+    generator = torch.Generator().manual_seed(0)
+
+    def voiced(f0: float) -> torch.Tensor:
+        wave = sum(tone(f0 * k, 0.3 / k) for k in range(1, 8))
+        return wave + 0.01 * torch.randn(wave.shape, generator=generator)
+
+    real = [voiced(f0) for f0 in (110, 130, 150, 170, 190, 210, 230, 250)]
+    similar = audio_report([voiced(f0) for f0 in (120, 160, 200, 240)], real, RATE)
+    noise = audio_report([0.3 * torch.randn(RATE // 2, generator=generator)] * 4, real, RATE)
+    assert noise["logmel_fd_over_floor"] > 10 * similar["logmel_fd_over_floor"]
+    assert noise["energy_above_4khz"] == pytest.approx(0.5, abs=0.05)
+    assert similar["real_energy_above_4khz"] < 1e-3
+    assert similar["generated_clips"] == 4 and similar["real_clips"] == 8
