@@ -69,7 +69,8 @@ def plot_sweep(
     the other attention kinds as horizontal reference lines."""
     qgfd = [g for g in summary if g["metrics"].get("attention_is_qgfd", {}).get("mean") == 1.0]
     qgfd = [g for g in qgfd if {axis, other} <= set(g["metrics"])]  # T = None: the fixed point
-    if len({g["metrics"][axis]["mean"] for g in qgfd}) < 2:
+    # rounded: a mean over seeds of one setting can differ from it in the last bit
+    if len({round(g["metrics"][axis]["mean"], 9) for g in qgfd}) < 2:
         return None
     reference = [g for g in summary if g not in qgfd]
     fig, axes = plt.subplots(1, len(headline), figsize=(4.5 * len(headline), 3.8), squeeze=False)
