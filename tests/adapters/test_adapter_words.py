@@ -140,22 +140,23 @@ def test_clamping_snaps_to_the_nearest_tokens(words_dir):
 
 
 def test_noised_head_fitting_reads_noisy_latents_better(words_dir):
-    noisy_batch = CORPUS[:8]
+    """Both heads start at the nearest-word rule; fitted on noised latents (TEncDM) the head
+    learns what a heavily noised latent most likely was, and reads such latents better."""
     accuracies = {}
-    for noise in (0.0, 1.0):
+    for noise in (0.0, 2.0):
         torch.manual_seed(0)
         adapter = make(words_dir, max_length=12, decoder_noise=noise)
         adapter.fit_latent_stats([CORPUS])
         adapter.fit_decoder([CORPUS], steps=400, lr=0.05)
-        batch = adapter.encode(noisy_batch)
+        batch = adapter.encode(CORPUS[:8])
         gen = torch.Generator().manual_seed(1)
         hits = []
         for _ in range(20):
-            x0 = batch.latents + 0.8 * torch.randn(batch.latents.shape, generator=gen)
+            x0 = batch.latents + 2.5 * torch.randn(batch.latents.shape, generator=gen)
             ids = adapter.decoder_head(adapter.denormalise(x0)).argmax(-1)
             hits.append((ids == batch.tokens)[batch.mask].float().mean())
         accuracies[noise] = torch.stack(hits).mean().item()
-    assert accuracies[1.0] > accuracies[0.0]
+    assert accuracies[2.0] > accuracies[0.0] + 0.05
 
 
 def test_token_loss_reaches_x0_hat_not_the_head(words_dir):

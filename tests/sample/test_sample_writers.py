@@ -56,6 +56,8 @@ def _decoded(kind: str):
         return [torch.rand(n, generator=generator) * 2 - 1 for n in (100, 37, 64)]
     if kind == "tabular":
         return pd.DataFrame({"x": [0.1, -2.5, 1e-3], "city": ["a", "b", "c"], "n": [1, 2, 3]})
+    if kind == "graph_signal":
+        return torch.randn(B, 6, generator=generator)  # one value per node
     raise AssertionError(kind)
 
 

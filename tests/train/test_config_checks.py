@@ -23,7 +23,7 @@ def _video_spec(d):
     [
         (
             lambda d: d["phases"][1].__setitem__("adapter", "patch_imag"),
-            "phases[1].adapter: unknown adapter 'patch_imag' (allowed: audio, image, patch_image",
+            "phases[1].adapter: unknown adapter 'patch_imag' (allowed: audio, graph_signal, image",
         ),
         (
             lambda d: d["phases"][1]["data"].__setitem__("name", "digitz"),
