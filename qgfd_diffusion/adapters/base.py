@@ -304,6 +304,11 @@ class ModalityAdapter(nn.Module, ABC):
         clamping trick: decode to discrete tokens, encode them again)."""
         raise NotImplementedError(f"the {self.name!r} adapter's data is not discrete")
 
+    @property
+    def has_token_loss(self) -> bool:
+        """True when ``token_loss`` adds a loss (training then computes the x0 estimate)."""
+        return False
+
     def token_loss(self, x0_hat: Tensor, batch: LatentBatch) -> Tensor | None:
         """A per-sample [B] loss on the denoiser's normalised x0 estimate [B,L,C] against the
         batch's discrete ``tokens``, or None when the adapter asks for none (the default)."""

@@ -221,8 +221,11 @@ class TextAdapter(PretrainedEncoderAdapter):
         h = self._text_encoder()(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state  # [B,L,D]
-        mask = torch.ones_like(input_ids, dtype=torch.bool) if self.config.learn_length else None
-        return self.project(h), attention_mask.bool() if mask is None else mask, input_ids
+        if self.config.learn_length:  # the padding is content: every position is a real token
+            mask = torch.ones_like(input_ids, dtype=torch.bool)
+        else:
+            mask = attention_mask.bool()
+        return self.project(h), mask, input_ids
 
     @torch.no_grad()
     def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> LatentBatch:
@@ -357,12 +360,16 @@ class TextAdapter(PretrainedEncoderAdapter):
         z, _, _ = self._token_features(ids, attention)
         return self.normalise(z).to(x0.dtype)
 
+    @property
+    def has_token_loss(self) -> bool:
+        return self.decode_mode == "rounding" and self.config.rounding_loss_weight > 0
+
     def token_loss(self, x0_hat: Tensor, batch: LatentBatch) -> Tensor | None:
         """Diffusion-LM's rounding term: weight x the head's cross-entropy of x0_hat [B,L,C]
         against ``batch.tokens`` [B,L], averaged over each sample's real tokens -> [B]."""
-        weight = self.config.rounding_loss_weight
-        if weight == 0 or self.decode_mode != "rounding" or batch.tokens is None:
+        if not self.has_token_loss or batch.tokens is None:
             return None
+        weight = self.config.rounding_loss_weight
         # the head stays as fitted: the gradient reaches x0_hat (the denoiser) only
         frozen = {name: p.detach() for name, p in self.decoder_head.named_parameters()}
         logits = functional_call(self.decoder_head, frozen, (self.denormalise(x0_hat),))  # [B,L,V]

@@ -38,11 +38,15 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
+from ..adapters.words import WORD_PATTERN
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-# <unk>: a decoder's unknown word stays one token (and is scored as unknown)
-_TOKEN = re.compile(r"<unk>|[a-z0-9]+(?:'[a-z0-9]+)*|[^\w\s]")
+# The word encoder's split (one definition of a word), plus <unk>: a decoder's unknown word
+# stays one token (and is scored as unknown)
+_TOKEN = re.compile(rf"{re.escape(UNK)}|{WORD_PATTERN}")
 DEFAULT_DISCOUNT = 0.75  # used when an order has no count-1 or count-2 n-grams to estimate D
 MAX_DISCOUNT = 0.95  # keeps D < 1 so every seen n-gram keeps positive mass
 Ngram = tuple[str, ...]
@@ -202,7 +206,14 @@ def unigram_entropy(lines: Sequence[str]) -> float:
 
 def copy_rate(lines: Sequence[str], training_lines: Sequence[str]) -> float:
     """Share of lines identical, token for token, to some training line (memorised lines)."""
-    seen = {tuple(tokenize(line)) for line in _check_lines(training_lines, "training_lines")}
+    return _share_seen(lines, _token_tuples(training_lines))
+
+
+def _token_tuples(lines: Sequence[str]) -> set[tuple[str, ...]]:
+    return {tuple(tokenize(line)) for line in _check_lines(lines, "training_lines")}
+
+
+def _share_seen(lines: Sequence[str], seen: set[tuple[str, ...]]) -> float:
     lines = _check_lines(lines, "lines")
     return sum(tuple(tokenize(line)) in seen for line in lines) / len(lines)
 
@@ -245,7 +256,7 @@ def reference_lines(
     lengths = [len(tokenize(line)) for line in real]
     pool = [token for line in real for token in tokenize(line)]
     rng.shuffle(pool)
-    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    starts = [0, *accumulate(lengths)][:-1]
     shuffled = [" ".join(pool[a : a + n]) for a, n in zip(starts, lengths, strict=True)]
     frequency = Counter(
         t for line in _check_lines(training_lines, "training") for t in tokenize(line)
@@ -260,16 +271,16 @@ def _text_figures(
     lines: list[str],
     model: NgramModel,
     orders: Sequence[int],
-    training_lines: Sequence[str] | None,
+    training_seen: set[tuple[str, ...]] | None,
 ) -> dict[str, float]:
     """Perplexity, <unk> rate, distinct-n for each n, mean tokens per line, unigram entropy and
-    (with training lines) the copy rate of one set."""
+    (with the training lines' token tuples) the copy rate of one set."""
     figures = {"perplexity": model.perplexity(lines), "unknown_rate": model.unknown_rate(lines)}
     figures.update({f"distinct_{n}": distinct_n(lines, n) for n in orders})
     figures["mean_tokens"] = sum(len(tokenize(line)) for line in lines) / len(lines)
     figures["unigram_entropy"] = unigram_entropy(lines)
-    if training_lines is not None:
-        figures["copy_rate"] = copy_rate(lines, training_lines)
+    if training_seen is not None:
+        figures["copy_rate"] = _share_seen(lines, training_seen)
     return figures
 
 
@@ -315,9 +326,10 @@ def text_report(
     if training_lines is not None:
         references = reference_lines(real_reference, training_lines, seed)
         sets.update({f"reference_{name}": lines for name, lines in references.items()})
+    seen = None if training_lines is None else _token_tuples(training_lines)  # once for all sets
     report: dict[str, Any] = {}
     for prefix, lines in sets.items():
-        figures = _text_figures(lines, model, distinct_orders, training_lines)
+        figures = _text_figures(lines, model, distinct_orders, seen)
         report.update({f"{prefix}_{key}": value for key, value in figures.items()})
     real_perplexity = report["real_perplexity"]
     report["perplexity_ratio"] = report["generated_perplexity"] / real_perplexity

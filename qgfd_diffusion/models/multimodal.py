@@ -143,9 +143,12 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
 
     # -- loss -------------------------------------------------------------------------------
 
-    def token_loss(self, name: str) -> TokenLoss:
-        """The adapter's ``token_loss`` (e.g. text's rounding term) on shared-space x0_hat."""
+    def token_loss(self, name: str) -> TokenLoss | None:
+        """The adapter's ``token_loss`` (e.g. text's rounding term) on shared-space x0_hat;
+        None where the adapter adds none, so the training step skips the x0 estimate."""
         adapter, latent_map = self.adapters[name], self.latent_maps[name]
+        if not adapter.has_token_loss:
+            return None
         return lambda x0_hat, batch: adapter.token_loss(latent_map.inverse(x0_hat), batch)
 
     def loss(

@@ -106,7 +106,7 @@ def resolve_encoder(name: str, run_dir: Path, seed: int, train: datasets.Dataset
     resumed run that builds it again gets the encoder the killed run had.
     """
     if not name.startswith(TINY_PREFIX):
-        return resolve_source(name)
+        return name  # hub ids, folders, package:MODULE/PATH: the adapter resolves them
     kind = name[len(TINY_PREFIX) :]
     folder = Path(run_dir) / ENCODERS_FOLDER / kind
     if folder.is_dir():
@@ -153,16 +153,16 @@ def check_sources(
             report(f"phase {phase.name!r}: loading hub dataset {name!r} (the hub or its cache)")
         load_data(phase)
         encoder = phase.adapter_options.get("encoder_name_or_path")
-        if encoder and not encoder.startswith(TINY_PREFIX):
-            try:
-                encoder = resolve_source(encoder)
-            except FileNotFoundError as error:
-                raise ConfigError(
-                    f"phases[{index}].adapter_options.encoder_name_or_path", str(error)
-                ) from None
-        if encoder and not encoder.startswith(TINY_PREFIX) and not Path(encoder).is_dir():
+        if not encoder or encoder.startswith(TINY_PREFIX):
+            continue
+        option = f"phases[{index}].adapter_options.encoder_name_or_path"
+        try:
+            encoder = resolve_source(encoder)
+        except FileNotFoundError as error:
+            raise ConfigError(option, str(error)) from None
+        if not Path(encoder).is_dir():
             report(f"phase {phase.name!r}: looking up encoder {encoder!r} (the hub or its cache)")
-            check_hub_model(encoder, f"phases[{index}].adapter_options.encoder_name_or_path")
+            check_hub_model(encoder, option)
 
 
 def check_hub_model(name: str, path: str) -> None:
