@@ -1,5 +1,5 @@
 """Audio scores: log-mel Frechet distance over a real-vs-real floor, the share of energy above
-4 kHz, and the mel adapter's round trip.
+4 kHz, the structure of speech (voiced frames, pauses), and the mel adapter's round trip.
 
 Dimension legend: B clips, T samples, F frames of one clip, N frames pooled over clips,
 C mel channels, S STFT bins.
@@ -94,26 +94,121 @@ def energy_above(clips: Any, rate: int, cutoff_hz: float = CUTOFF_HZ) -> float:
     return high / total if total > 0 else 0.0
 
 
+VOICING_WINDOW_S = 0.040  # two periods of a 50 Hz voice
+PITCH_RANGE_HZ = (60.0, 400.0)  # F0 of adult and child speech
+VOICED_CORRELATION = 0.6
+SILENCE_DB = 40.0  # frames this far below a clip's loudest are pauses, not voiced or unvoiced
+
+
+def frames_of(wave: Tensor, window: int, hop: int) -> Tensor:
+    """[T] -> [F, window] frames every ``hop`` samples, no padding (a short clip: one frame)."""
+    if wave.numel() < window:
+        wave = torch.nn.functional.pad(wave, (0, window - wave.numel()))
+    return wave.unfold(0, window, hop)
+
+
+def frame_level_db(wave: Tensor, rate: int) -> Tensor:
+    """Mean power of 25 ms frames every 10 ms, in dB: [F]."""
+    frames = frames_of(wave, round(METRIC_WINDOW_S * rate), round(METRIC_HOP_S * rate))
+    return 10 * torch.log10(frames.square().mean(dim=1) + 1e-10)
+
+
+def voiced_share(clips: Any, rate: int) -> float:
+    """Share of the non-silent 40 ms frames (every 10 ms) that are periodic at a pitch in
+    PITCH_RANGE_HZ: the peak of the frame's normalised autocorrelation over those lags,
+    unbiased for the overlap (r(tau) / r(0) * W / (W - tau)), exceeds VOICED_CORRELATION.
+    Speech's harmonic stripes are voiced frames; noise of any spectrum has almost none.
+    Written by hand: torchaudio's ``detect_pitch_frequency`` returns a pitch for every frame,
+    noise included, with no periodicity strength to threshold."""
+    window, hop = round(VOICING_WINDOW_S * rate), round(METRIC_HOP_S * rate)
+    low, high = round(rate / PITCH_RANGE_HZ[1]), round(rate / PITCH_RANGE_HZ[0])
+    lags = torch.arange(low, high + 1)  # [K]
+    voiced = counted = 0
+    for wave in as_waveforms(clips):
+        frames = frames_of(wave.double(), window, hop)  # [F, W]
+        level = 10 * torch.log10(frames.square().mean(dim=1) + 1e-20)  # [F]
+        frames = frames[level > level.max() - SILENCE_DB]
+        frames = frames - frames.mean(dim=1, keepdim=True)
+        spectrum = torch.fft.rfft(frames, n=2 * window)  # zero-padded: linear, not circular
+        autocorrelation = torch.fft.irfft(spectrum.abs().square(), n=2 * window)[:, :window]
+        normalised = autocorrelation[:, lags] / autocorrelation[:, :1].clamp_min(1e-20)
+        peak = (normalised * window / (window - lags)).max(dim=1).values  # [F]
+        voiced += int((peak > VOICED_CORRELATION).sum())
+        counted += len(frames)
+    return voiced / counted if counted else 0.0
+
+
+def level_spread_db(clips: Any, rate: int) -> float:
+    """Standard deviation of the frame level in dB over each clip's 10 ms frames, mean over
+    clips: syllables and pauses make speech's level swing; stationary sound barely moves."""
+    return float(torch.stack([frame_level_db(w, rate).std() for w in as_waveforms(clips)]).mean())
+
+
+def structure_report(generated: list[Tensor], real: list[Tensor], rate: int) -> dict[str, float]:
+    """voiced_share and level_spread_db of generated and real clips, and generated / real."""
+    report = {}
+    for name, measure in (("voiced_share", voiced_share), ("level_spread_db", level_spread_db)):
+        ours, theirs = measure(generated, rate), measure(real, rate)
+        report |= {name: ours, f"real_{name}": theirs, f"{name}_ratio": ours / theirs}
+    return report
+
+
+def white_noise_like(clips: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
+    """Gaussian white noise with each clip's length and RMS level: the crudest non-speech."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(c.numel(), generator=generator) * c.square().mean().sqrt() for c in clips]
+
+
+def shaped_noise_like(clips: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
+    """Stationary noise with each clip's length, RMS level and long-term power spectrum (white
+    noise filtered by the square root of the clip's mean STFT power): speech's timbre without
+    its harmonics, onsets or pauses, the reference that a log-mel distance must tell apart."""
+    generator, shaped = torch.Generator().manual_seed(seed), []
+    window = torch.hann_window(ENERGY_N_FFT)
+    for clip in clips:
+        power = torch.stft(clip, ENERGY_N_FFT, window=window, return_complex=True).abs().square()
+        spectrum = power.mean(dim=1)  # [S]: the clip's long-term power spectrum
+        noise = torch.fft.rfft(torch.randn(clip.numel(), generator=generator))  # [T/2 + 1]
+        gain = torch.nn.functional.interpolate(
+            spectrum.sqrt()[None, None], size=noise.numel(), mode="linear", align_corners=True
+        )[0, 0]
+        wave = torch.fft.irfft(noise * gain, n=clip.numel())
+        shaped.append(wave * clip.square().mean().sqrt() / wave.square().mean().sqrt())
+    return shaped
+
+
 def audio_report(generated: Any, heldout_real: Any, rate: int, seed: int = 0) -> dict[str, float]:
     """The issue's audio figures for generated clips against held-out real clips (>= 4).
 
     Returns logmel_fd (FD(generated, B)), logmel_floor (FD(A, B)), logmel_fd_over_floor,
     energy_above_4khz of the generated clips and real_energy_above_4khz of all held-out clips
-    (the reference row), their ratio, and the clip counts.
+    (the reference row), their ratio, and the clip counts. Two reference rows, made from half A
+    and scored against B like the generated clips, say what the distance can tell apart:
+    white_noise_fd_over_floor (white noise at each clip's level) and shaped_noise_fd_over_floor
+    (stationary noise with each clip's long-term spectrum; ``shaped_noise_like``). Speech's
+    structure, for generated and all held-out clips: voiced_share (harmonic frames) and
+    level_spread_db (syllables and pauses).
     """
     generated, real = as_waveforms(generated, "generated"), as_waveforms(heldout_real, "heldout")
     half_a, half_b = random_group_halves(len(real), seed)
+    real_a = [real[i] for i in half_a]
     frames_b = log_mel_frames([real[i] for i in half_b], rate)
-    floor = frechet_distance(log_mel_frames([real[i] for i in half_a], rate), frames_b)
-    distance = frechet_distance(log_mel_frames(generated, rate), frames_b)
+
+    def distance_to_b(clips: list[Tensor]) -> float:
+        return frechet_distance(log_mel_frames(clips, rate), frames_b)
+
+    floor, distance = distance_to_b(real_a), distance_to_b(generated)
     energy, real_energy = energy_above(generated, rate), energy_above(real, rate)
     return {
         "logmel_fd": distance,
         "logmel_floor": floor,
         "logmel_fd_over_floor": distance / floor,
+        "white_noise_fd_over_floor": distance_to_b(white_noise_like(real_a, seed)) / floor,
+        "shaped_noise_fd_over_floor": distance_to_b(shaped_noise_like(real_a, seed)) / floor,
         "energy_above_4khz": energy,
         "real_energy_above_4khz": real_energy,
         "energy_ratio": energy / real_energy if real_energy > 0 else math.inf,
+        **structure_report(generated, real, rate),
         "generated_clips": float(len(generated)),
         "real_clips": float(len(real)),
     }

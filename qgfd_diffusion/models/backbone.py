@@ -96,6 +96,14 @@ class QGFDBackboneOutput(BaseOutput):
     sample: Tensor
 
 
+# A sparse graph over at most this many tokens is made dense: a training step with QGFD over a
+# 4-neighbour grid (T = 4, B = 4, D = 128) measured the edge list at 1.13 / 1.07 / 0.99 / 0.80 /
+# 0.72 x dense QGFD over keys at L = 64 / 100 / 144 / 196 / 256 and the dense adjacency at
+# 0.97 / 0.92 / 0.92 / 0.80 / 0.80 x (benchmarks/backbone.py, 2 CPU threads): dense wins up to
+# 144 tokens, ties at 196, loses beyond. The edge list keeps large graphs at O(E d).
+DENSE_GRAPH_MAX_TOKENS = 196
+
+
 class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
     """The denoiser eps_theta(x_t, t, cond) / v_theta / x0_theta shared by all modalities.
 
@@ -243,7 +251,10 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
                     "graph_positions) but got none: pass graph= (e.g. LatentBatch.graph) or "
                     "set layout_graph (chain, grid4, grid8, video)"
                 )
-        return check_graph(graph, batch, L).to(device)
+        graph = check_graph(graph, batch, L).to(device)
+        if graph.is_sparse and L <= DENSE_GRAPH_MAX_TOKENS:
+            graph = graph.to_dense()  # small graphs: one batched matmul beats the edge list
+        return graph
 
     def _with_self_cond(self, x_t: Tensor, self_cond: Tensor | None) -> Tensor:
         """x_t [B, L, C] -> [x_t ; x0_hat] [B, L, 2C] when self-conditioning (Chen et al. 2022)."""

@@ -10,7 +10,14 @@ from scipy import ndimage
 
 pytest.importorskip("torchaudio", reason="audio extra not installed")
 
-from qgfd_diffusion.evaluation.audio import audio_report, energy_above
+from qgfd_diffusion.evaluation.audio import (
+    audio_report,
+    energy_above,
+    level_spread_db,
+    shaped_noise_like,
+    voiced_share,
+    white_noise_like,
+)
 from qgfd_diffusion.evaluation.video import (
     bounce_fit,
     centres_of_mass,
@@ -83,3 +90,37 @@ def test_audio_report_scores_noise_worse_than_speech_like_tones():
     assert noise["energy_above_4khz"] == pytest.approx(0.5, abs=0.05)
     assert similar["real_energy_above_4khz"] < 1e-3
     assert similar["generated_clips"] == 4 and similar["real_clips"] == 8
+    # the reference rows are scored like generated clips: white noise as far off as generated noise
+    assert similar["white_noise_fd_over_floor"] > 10 * similar["logmel_fd_over_floor"]
+    assert similar["shaped_noise_fd_over_floor"] > similar["logmel_fd_over_floor"]
+
+
+def test_noise_references_keep_level_and_long_term_spectrum():
+    low = tone(300, 0.5) + tone(900, 0.2)  # all power below 1 kHz
+    white, shaped = white_noise_like([low])[0], shaped_noise_like([low])[0]
+    for wave in (white, shaped):
+        assert wave.shape == low.shape
+        assert wave.square().mean().sqrt() == pytest.approx(
+            float(low.square().mean().sqrt()), rel=0.02
+        )
+    assert energy_above([shaped], RATE, cutoff_hz=1500) < 1e-3  # the clip's spectrum, not white
+    assert energy_above([white], RATE, cutoff_hz=1500) > 0.5
+    assert torch.equal(shaped, shaped_noise_like([low])[0])  # seeded
+
+
+def test_voiced_share_finds_harmonic_frames_not_noise():
+    generator = torch.Generator().manual_seed(0)
+    voiced = sum(tone(150 * k, 0.3 / k) for k in range(1, 8))  # F0 150 Hz with harmonics
+    noise = 0.3 * torch.randn(voiced.shape, generator=generator)
+    assert voiced_share([voiced], RATE) > 0.95
+    assert voiced_share([noise], RATE) < 0.05
+    half = voiced.numel() // 2  # half voiced, half noise at the same level
+    mixed = torch.cat([voiced[:half], 0.3 * torch.randn(half, generator=generator)])
+    assert voiced_share([mixed], RATE) == pytest.approx(0.5, abs=0.1)
+
+
+def test_level_spread_sees_pauses():
+    voiced = tone(200, 0.5)
+    gated = voiced * (torch.arange(voiced.numel()) // (RATE // 8) % 2)  # 4 Hz on / off
+    assert level_spread_db([voiced], RATE) < 1.0
+    assert level_spread_db([gated], RATE) > 20.0

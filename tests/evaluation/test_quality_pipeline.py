@@ -148,6 +148,12 @@ EXPECTED = {
             "energy_above_4khz": (0, 1),
             "real_energy_above_4khz": (0, 1e-4),  # the bundled speech is band-limited at 4 kHz
             "energy_ratio": (0, math.inf),
+            "voiced_share": (0, 1),
+            "real_voiced_share": (0.2, 1),  # the held-out speech: 0.38-0.6 by split
+            "voiced_share_ratio": (0, math.inf),
+            "level_spread_db_ratio": (0, math.inf),
+            "shaped_noise_fd_over_floor": (0, math.inf),
+            "white_noise_fd_over_floor": (2, math.inf),  # 4.5-8.8 on the three splits
         },
     ),
 }

@@ -6,6 +6,7 @@ import torch
 
 from qgfd_diffusion import DiffusionConfig
 from qgfd_diffusion.latents import LatentLayout
+from qgfd_diffusion.models import backbone as backbone_module
 from qgfd_diffusion.models.backbone import QGFDDiffusionBackbone
 
 B, L = 2, 10
@@ -87,7 +88,10 @@ def test_one_layer_reaches_one_hop_with_sdpa_and_the_whole_graph_with_qgfd(optio
         dict(attention="sdpa", graph_mask=True, graph_positions=4),
     ],
 )
-def test_sparse_graph_equals_dense_graph(options):
+@pytest.mark.parametrize("dense_up_to", [0, 10**6], ids=["edge-list", "densified"])
+def test_sparse_graph_equals_dense_graph(options, dense_up_to, monkeypatch):
+    """Both paths a sparse graph can take: its edge list, and small graphs made dense."""
+    monkeypatch.setattr(backbone_module, "DENSE_GRAPH_MAX_TOKENS", dense_up_to)
     model = _backbone(**options)
     dense = model(_x(), 7, layout=NODES, graph=_ring())
     sparse = model(_x(), 7, layout=NODES, graph=_ring().to_sparse())

@@ -129,6 +129,9 @@ def markdown_table(summary: list[dict], columns: list[str]) -> list[str]:
     return lines
 
 
+RULES_FILE = "rules.md"
+
+
 def markdown_report(result: dict, headline: list[str], out_dir: Path) -> str:
     lines = [
         f"# Quality benchmark: {result['task']}{' (quick mode)' if result['quick'] else ''}",
@@ -144,6 +147,11 @@ def markdown_report(result: dict, headline: list[str], out_dir: Path) -> str:
         "Mean ± standard deviation over seeds.",
         "",
     ]
+    if (out_dir / RULES_FILE).exists():  # written before the runs; the task never rewrites it
+        lines += [
+            f"Rules, settings and budget, fixed before the runs: [{RULES_FILE}]({RULES_FILE}).",
+            "",
+        ]
     lines += markdown_table(result["summary"], headline) + [""]
     for reference in dict.fromkeys(p["reference"] for p in result.get("paired", [])):
         groups = [p for p in result["paired"] if p["reference"] == reference]
