@@ -85,7 +85,15 @@ EXPECTED = {
     ),
     "text": (
         {"text"},
-        {"default", "no self-cond", "rounding loss", "clamping"},
+        {
+            "default",
+            "no self-cond",
+            "rounding loss",
+            "rounding loss 0.25",
+            "clamping",
+            "ddim 200 steps",
+            "ancestral eta=1",
+        },
         TEXT_BOUNDS,
     ),
     # quick: 5 fitting steps of a randomly initialised MLP head over 30,522 WordPieces
