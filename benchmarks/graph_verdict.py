@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
+from statistics import fmean as mean
+
+from qgfd_diffusion.evaluation.quality.report import mean_and_std
 
 HEADLINE = "mse_over_bayes_10"
 PLAIN_SDPA = "sdpa"
@@ -51,20 +53,10 @@ def excess(rows: list[dict]) -> dict[str, dict[int, float]]:
     }
 
 
-def mean(values) -> float:
-    return statistics.fmean(values)
-
-
-def sd(values) -> float:
-    values = list(values)
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def compare(candidate: dict[int, float], reference: dict[int, float]) -> dict:
     """A QGFD row's excess against the reference's, seed by seed."""
     seeds = sorted(set(candidate) & set(reference))
-    differences = [candidate[s] - reference[s] for s in seeds]
-    spread = sd(differences)
+    paired = mean_and_std([candidate[s] - reference[s] for s in seeds])
     return {
         "seeds": seeds,
         "excess": [candidate[s] for s in seeds],
@@ -72,9 +64,9 @@ def compare(candidate: dict[int, float], reference: dict[int, float]) -> dict:
         "below_by_margin_every_seed": all(
             candidate[s] <= (1 - HELPS_MARGIN) * reference[s] for s in seeds
         ),
-        "paired_mean": mean(differences),
-        "paired_sd": spread,
-        "paired_significant": abs(mean(differences)) > PAIRED_SDS * spread,
+        "paired_mean": paired["mean"],
+        "paired_sd": paired["std"],
+        "paired_significant": abs(paired["mean"]) > PAIRED_SDS * paired["std"],
         "ties_or_worse": mean(candidate[s] for s in seeds)
         >= (1 - TIE_BAND) * mean(reference[s] for s in seeds),
     }
@@ -84,7 +76,8 @@ def verdict(rows: list[dict]) -> dict:
     """Apply the rules to the study's rows (results.json's ``rows``)."""
     errors, fd = excess(rows), by_variant(rows, "fd_over_floor")
     best = min(GRAPH_AWARE_SDPA, key=lambda v: mean(errors[v].values()))
-    fd_limit = mean(fd[best].values()) + sd(fd[best].values())
+    best_fd = mean_and_std(list(fd[best].values()))
+    fd_limit = best_fd["mean"] + best_fd["std"]
     rows_out = {}
     for variant in GRAPH_QGFD:
         result = compare(errors[variant], errors[best])

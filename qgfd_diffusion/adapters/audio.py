@@ -162,7 +162,8 @@ def spectrogram_pixels(waveforms: list[np.ndarray], rate: int) -> torch.Tensor:
 
 def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
     """Waveforms (list of [T], or [B,T]) -> audio/sample_000.wav, ... at options.sampling_rate,
-    then spectrograms.png (one row per sample, ``spectrogram_pixels``) and its enlarged copy."""
+    then spectrograms.png (``spectrogram_pixels``, options.nrow per row; default one sample per
+    row) and its enlarged copy."""
     import soundfile as sf
 
     rate = options.sampling_rate
@@ -183,7 +184,8 @@ def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path
         path = sample_path(out_dir / "audio", i, ".wav")
         sf.write(path, wave, rate, subtype=WAV_SUBTYPE, format="WAV")
         files.append(path)
-    return files + save_grid(spectrogram_pixels(waves, rate), out_dir / SPECTROGRAM_NAME, nrow=1)
+    pixels = spectrogram_pixels(waves, rate)
+    return files + save_grid(pixels, out_dir / SPECTROGRAM_NAME, nrow=options.nrow or 1)
 
 
 @dataclass(kw_only=True)

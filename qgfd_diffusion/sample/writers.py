@@ -127,8 +127,9 @@ def write_decoded(
     """Write decoded samples of ``modality`` under ``out_dir``; returns the written files in order.
 
     modality: an adapter's ``modality`` (its writer comes from the registry, ``writer_for``).
-    sampling_rate is required for audio and ignored otherwise; nrow (default ceil(sqrt(B)))
-    sets the images per row of the image/video grid.
+    sampling_rate is required for audio and ignored otherwise; nrow sets the images per row of
+    the image/video grid (default ceil(sqrt(B))) and the spectrograms per row of audio's
+    (default 1).
     """
     writer = writer_for(modality)
     if nrow is not None and (not isinstance(nrow, int) or nrow < 1):

@@ -154,6 +154,17 @@ def test_audio_spectrogram_shows_a_tone_at_its_frequency(tmp_path):
     assert any(f.name.startswith("spectrograms_x") for f in files)
 
 
+def test_audio_nrow_sets_spectrograms_per_row(tmp_path):
+    rate = 8000
+    one_row = _pixels(_write(tmp_path / "a", "audio", torch.zeros(4, rate), sampling_rate=rate)[4])
+    two_by_two = _write(tmp_path / "b", "audio", torch.zeros(4, rate), sampling_rate=rate, nrow=2)
+    side_by_side = _pixels(two_by_two[4])
+    bins = 32 * rate // 1000 // 2 + 1
+    assert one_row.shape[0] == 4 * (bins + GRID_PADDING) + GRID_PADDING  # default: a column
+    assert side_by_side.shape[0] == 2 * (bins + GRID_PADDING) + GRID_PADDING
+    assert side_by_side.shape[1] == 2 * one_row.shape[1] - GRID_PADDING
+
+
 def test_video_writes_gifs_and_first_frame_grid(tmp_path):
     videos = _levels((B, T, 1, H, W))
     files = _write(tmp_path, "video", videos)

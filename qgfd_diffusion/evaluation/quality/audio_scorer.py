@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ...adapters.audio import resample, spectrogram_pixels
-from ...adapters.files import save_grid
+from ...adapters.audio import resample
 from ...checks import check_int
 from ...sample.writers import write_decoded
 from ...train.phases import load_phase_data
@@ -20,7 +19,6 @@ from ..frechet import random_group_halves
 if TYPE_CHECKING:
     from .jobs import Job
 
-COMPARISON_NAME = "real_vs_generated.png"
 HEADLINE = (
     ("logmel_fd_over_floor", False),
     ("logmel_fd", False),
@@ -65,11 +63,8 @@ def score_audio(job: Job) -> dict[str, Any]:
     report = audio_report(generated, real, rate, seed=job.seed)
     shown = min(settings.shown_clips, count, len(real))
     pair = [*real[:shown], *generated[:shown]]
-    write_decoded(
-        job.eval_dir / "compare", "audio", pair, sampling_rate=rate
-    )  # WAVs + spectrograms.png
-    pixels = spectrogram_pixels([w.numpy() for w in pair], rate)  # [2 shown, 1, n_freq, n_time]
-    picture = save_grid(pixels, job.eval_dir / "compare" / COMPARISON_NAME, nrow=shown)[-1]
+    written = write_decoded(job.eval_dir / "compare", "audio", pair, sampling_rate=rate, nrow=shown)
+    picture = written[-1]  # spectrograms.png, or its enlarged copy when there is one
     caption = (
         f"top row: {shown} held-out real clips, bottom row: {shown} generated; "
         f"0-{rate // 2000} kHz bottom to top, one dB scale"
