@@ -27,6 +27,7 @@ Loading reads JSON and safetensors only: no pickle, no remote code.
 from __future__ import annotations
 
 import json
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -76,12 +77,19 @@ class AdapterConfig:
 
     std_mode: ``channel`` divides each latent channel by its own std, ``scalar`` by one pooled
               std (Stable Diffusion's scaling factor).
+    latent_scale: s in x0 = s (z - mean) / std, the signal's size against the unit noise.
+              Scaling x0 by s shifts every timestep's log-SNR by 2 log s: s < 1 spends more of
+              the schedule at noise levels where the content is still undecided (Chen 2023, "On
+              the importance of noise scheduling for diffusion models").
     """
 
     std_mode: StdMode = "channel"
+    latent_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_literal_fields(self)
+        if not (isinstance(self.latent_scale, int | float) and 0 < self.latent_scale < math.inf):
+            raise ValueError(f"latent_scale must be a positive number, got {self.latent_scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,12 +204,12 @@ class ModalityAdapter(nn.Module, ABC):
         return self.latent_mean.device
 
     def normalise(self, z: Tensor) -> Tensor:
-        """z [..., C] -> x0 = (z - mean) / std."""
-        return (z - self.latent_mean) / self.latent_std
+        """z [..., C] -> x0 = s (z - mean) / std (s: ``config.latent_scale``)."""
+        return (z - self.latent_mean) / self.latent_std * self.config.latent_scale
 
     def denormalise(self, x0: Tensor) -> Tensor:
-        """x0 [..., C] -> z = x0 * std + mean (inverse of ``normalise``)."""
-        return x0 * self.latent_std + self.latent_mean
+        """x0 [..., C] -> z = x0 / s * std + mean (inverse of ``normalise``)."""
+        return x0 / self.config.latent_scale * self.latent_std + self.latent_mean
 
     @torch.no_grad()
     def fit_latent_stats(self, batches: Iterable[Any]) -> ModalityAdapter:

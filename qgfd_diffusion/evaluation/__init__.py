@@ -8,8 +8,9 @@ Metric functions (they train only the small scoring models: digit classifier, n-
     text     interpolated Kneser-Ney n-gram perplexity and distinct-n (`text_report`)
     video    Moving MNIST clips read frame by frame by the digit classifier, motion against a
              bouncing path, per-frame FD over the floor (`video.video_report`)
-    audio    log-mel FD over the floor, energy above 4 kHz (`audio.audio_report`), and the mel
-             adapter's round trip (`audio.mel_round_trip`)
+    audio    log-mel FD over the floor, energy above 4 kHz (`audio.audio_report`), nearness to
+             the training clips (`audio.copy_report`), and the mel adapter's round trip
+             (`audio.mel_round_trip`)
 
 The benchmark pipeline that trains diffusion runs from eval files and scores them with these
 lives in the subpackage `qgfd_diffusion.evaluation.quality` (CLI: benchmarks/quality.py).

@@ -18,6 +18,10 @@ band-limited there, so real clips score near 0, 2.6e-7 over all 30 s, and white 
 spectrogram does not pad the clip's edges: a clip cut mid-sound ends abruptly, and the padded
 edge's broadband power alone would triple that figure.
 
+``nearest_training_db``: how close each clip comes to the training speech, the smallest mean
+absolute log-mel difference (dB) between the clip and any stretch of the training clips laid end
+to end; generated clips far closer than held-out real ones are copies of the training data.
+
 ``mel_round_trip``: encode -> decode -> encode with a mel adapter's own transforms (decoding by
 Griffin-Lim); spectral convergence ||M' - M||_F / ||M||_F on the mel power spectrogram and the
 mean absolute log-mel error (natural log, the latents' unit, and in dB).
@@ -153,6 +157,44 @@ def structure_report(generated: list[Tensor], real: list[Tensor], rate: int) -> 
     return report
 
 
+@torch.no_grad()
+def nearest_training_db(clips: Any, training: Any, rate: int) -> Tensor:
+    """Per clip [B]: min over offsets o of mean |L_clip - L_train[o : o + F]| in dB, where L are
+    log-mel frames [F, C] (the metrics' front end) and L_train holds every training clip's
+    frames end to end [N, C], so a copy that straddles two training clips is still found. A
+    clip longer than the training frames is compared with its first N frames."""
+    front = metric_log_mel(rate)
+    bank = torch.cat([front(wave) for wave in as_waveforms(training, "training")])  # [N, C]
+    distances = []
+    for wave in as_waveforms(clips):
+        frames = front(wave)[: bank.shape[0]]  # [F, C]
+        windows = bank.unfold(0, frames.shape[0], 1)  # [N - F + 1, C, F]
+        gaps = (windows - frames.T).abs().mean(dim=(1, 2))  # [N - F + 1]
+        distances.append(DB_PER_NEPER * gaps.min())
+    return torch.stack(distances)
+
+
+def copy_report(
+    generated: Any, heldout_real: Any, training: Any, rate: int, copies: Any = None
+) -> dict[str, float]:
+    """Median ``nearest_training_db`` of the generated and of the held-out real clips, and
+    generated / real: well below 1, the model reproduces its training clips. ``copies``
+    (optional): training clips passed through the decoder (``decoded_copy``), whose median,
+    copy_nearest_training_db, is where exact copies would score."""
+    ours = nearest_training_db(generated, training, rate).median().item()
+    theirs = nearest_training_db(heldout_real, training, rate).median().item()
+    report = {
+        "nearest_training_db": ours,
+        "real_nearest_training_db": theirs,
+        "nearest_training_ratio": ours / theirs if theirs > 0 else math.inf,
+    }
+    if copies is not None:
+        report["copy_nearest_training_db"] = (
+            nearest_training_db(copies, training, rate).median().item()
+        )
+    return report
+
+
 def white_noise_like(clips: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
     """Gaussian white noise with each clip's length and RMS level: the crudest non-speech."""
     generator = torch.Generator().manual_seed(seed)
@@ -215,6 +257,14 @@ def audio_report(generated: Any, heldout_real: Any, rate: int, seed: int = 0) ->
 
 
 @torch.no_grad()
+def decoded_copy(adapter: MelAdapter, wave: Tensor) -> tuple[Tensor, Tensor]:
+    """A clip at the adapter's rate -> (the clip cut to the decoded length, its mel -> Griffin-Lim
+    waveform [(F - 1) * hop]): what a model that copied the clip exactly would put out."""
+    rebuilt = adapter.log_mel.invert(adapter.log_mel(wave.to(adapter.device)))
+    return wave[: rebuilt.numel()].to(rebuilt.device), rebuilt
+
+
+@torch.no_grad()
 def mel_round_trip(adapter: MelAdapter, clips: Any) -> dict[str, float]:
     """mel -> waveform -> mel through ``adapter``'s transforms, over clips at its rate.
 
@@ -226,9 +276,7 @@ def mel_round_trip(adapter: MelAdapter, clips: Any) -> dict[str, float]:
     log_mel, originals, decoded = adapter.log_mel, [], []
     squared_error = squared_norm = absolute_error = count = 0.0
     for wave in as_waveforms(clips):
-        z = log_mel(wave.to(adapter.device))  # [F, C]
-        rebuilt = log_mel.invert(z)  # [(F - 1) * hop]
-        original = wave[: rebuilt.numel()].to(rebuilt.device)
+        original, rebuilt = decoded_copy(adapter, wave)
         z, z_rebuilt = log_mel(original), log_mel(rebuilt)  # [F', C] each
         mel, mel_rebuilt = torch.exp(z) - log_mel.floor, torch.exp(z_rebuilt) - log_mel.floor
         squared_error += float((mel_rebuilt - mel).square().sum())

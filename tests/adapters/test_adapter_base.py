@@ -78,6 +78,21 @@ def test_scalar_std_mode_pools_channels():
     assert x0.mean().abs() < 1e-4 and abs(x0.pow(2).mean().sqrt().item() - 1) < 1e-3
 
 
+def test_latent_scale_multiplies_x0_and_decodes_exactly(tmp_path):
+    images = torch.rand(4, 3, 8, 8)
+    plain = PatchImageAdapter(PatchImageConfig(image_size=8, patch_size=2))
+    scaled = PatchImageAdapter(PatchImageConfig(image_size=8, patch_size=2, latent_scale=0.3))
+    plain.fit_latent_stats([images]), scaled.fit_latent_stats([images])
+    x0 = scaled.encode(images).latents
+    assert torch.allclose(x0, 0.3 * plain.encode(images).latents, atol=1e-6)
+    assert torch.allclose(scaled.decode(x0), images, atol=1e-5)  # pixel patches stay exact
+    scaled.save_pretrained(tmp_path)
+    assert load_adapter(tmp_path).config.latent_scale == 0.3
+    for bad in (0, -1.0, float("inf"), "0.5"):
+        with pytest.raises(ValueError, match="latent_scale must be a positive number"):
+            PatchImageConfig(image_size=8, patch_size=2, latent_scale=bad)
+
+
 def test_label_condition_is_one_hot_and_checks_range():
     tokens, mask = label_condition([2, 0], num_classes=3)
     assert tokens.shape == (2, 1, 3) and mask.all()

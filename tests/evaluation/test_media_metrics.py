@@ -12,8 +12,11 @@ pytest.importorskip("torchaudio", reason="audio extra not installed")
 
 from qgfd_diffusion.evaluation.audio import (
     audio_report,
+    copy_report,
     energy_above,
     level_spread_db,
+    metric_log_mel,
+    nearest_training_db,
     shaped_noise_like,
     voiced_share,
     white_noise_like,
@@ -124,3 +127,28 @@ def test_level_spread_sees_pauses():
     gated = voiced * (torch.arange(voiced.numel()) // (RATE // 8) % 2)  # 4 Hz on / off
     assert level_spread_db([voiced], RATE) < 1.0
     assert level_spread_db([gated], RATE) > 20.0
+
+
+def test_nearest_training_db_finds_copies_even_across_two_clips():
+    """Copies cut from inside a training clip, or across the seam of two, sit far closer than
+    new material; the distance agrees with a naive loop over every offset."""
+    generator = torch.Generator().manual_seed(0)
+    training = [0.1 * torch.randn(RATE // 2, generator=generator) * (1 + k) for k in range(3)]
+    inside = training[1][800 : 800 + RATE // 4]
+    seam = torch.cat(training)[RATE // 4 : RATE // 4 + RATE // 2]  # half of clip 0, half of 1
+    fresh = 0.05 * torch.randn(RATE // 2, generator=generator)
+    distances = nearest_training_db([inside, seam, fresh], training, RATE)
+    front = metric_log_mel(RATE)
+    bank, frames = torch.cat([front(w) for w in training]), front(fresh)
+    naive = min(
+        (bank[o : o + len(frames)] - frames).abs().mean().item()
+        for o in range(len(bank) - len(frames) + 1)
+    )
+    assert distances[2].item() == pytest.approx(10 / math.log(10) * naive, rel=1e-5)
+    # the copies differ only in edge frames (padding; the seam's frames inside the bank)
+    assert distances[0] < 0.5 and distances[1] < 0.5 * distances[2]
+    report = copy_report([inside], [fresh], training, RATE, copies=[seam])
+    assert report["nearest_training_db"] == pytest.approx(distances[0].item())
+    assert report["nearest_training_ratio"] < 0.2
+    assert report["copy_nearest_training_db"] == pytest.approx(distances[1].item())
+    assert "copy_nearest_training_db" not in copy_report([inside], [fresh], training, RATE)

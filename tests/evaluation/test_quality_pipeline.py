@@ -83,16 +83,20 @@ EXPECTED = {
             "real_macro_f1": (0, 1),
         },
     ),
-    "text": (
-        {"text"},
-        {
-            "default",
-            "no self-cond",
-            "rounding loss",
-            "rounding loss 0.25",
-            "clamping",
-            "ddim 200 steps",
-            "ancestral eta=1",
+    "text": (  # two files with their own variants: (file, variant) pairs
+        {"text", "text_ablations"},
+        {("text", "default"), ("text", "latent scale 0.5")}
+        | {
+            ("text_ablations", variant)
+            for variant in (
+                "default",
+                "no self-cond",
+                "rounding loss",
+                "rounding loss 0.25",
+                "clamping",
+                "ddim 200 steps",
+                "ancestral eta=1",
+            )
         },
         TEXT_BOUNDS,
     ),
@@ -227,9 +231,11 @@ def check_rows(rows: list[dict], bounds: dict[str, tuple[float, float]]) -> None
         assert row["seconds_per_step"] > 0 and row["parameters"] > 0
 
 
-def check_summary(result: dict, files: set[str], variants: set[str], metrics) -> None:
+def check_summary(result: dict, files: set[str], variants: set, metrics) -> None:
+    """variants: names every file runs, or (file, variant) pairs."""
     summary = result["summary"]
-    assert {(g["file"], g["variant"]) for g in summary} == {(f, v) for f in files for v in variants}
+    pairs = {v if isinstance(v, tuple) else (f, v) for f in files for v in variants}
+    assert {(g["file"], g["variant"]) for g in summary} == pairs
     for group in summary:
         for key in metrics:
             stats = group["metrics"][key]

@@ -31,8 +31,8 @@ def _video_spec(d):
         ),
         (
             lambda d: d["phases"][1]["adapter_options"].__setitem__("patch_sz", 2),
-            "phases[1].adapter_options.patch_sz: unknown key (allowed: std_mode, image_size, "
-            "patch_size, channels, num_classes)",
+            "phases[1].adapter_options.patch_sz: unknown key (allowed: std_mode, latent_scale, "
+            "image_size, patch_size, channels, num_classes)",
         ),
         (
             lambda d: d["phases"][1]["adapter_options"].__setitem__("patch_size", "2"),

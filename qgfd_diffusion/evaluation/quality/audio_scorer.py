@@ -1,5 +1,6 @@
 """The ``audio`` scorer: unconditional clips scored by ``qgfd_diffusion.evaluation.audio_report``
-against the phase's held-out real clips, with a real-vs-generated spectrogram picture."""
+against the phase's held-out real clips, how near they come to the training clips
+(``copy_report``), with a real-vs-generated spectrogram picture."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import numpy as np
 import torch
 
 from ...adapters.audio import resample
+from ...adapters.mel import MelAdapter
 from ...checks import check_int
 from ...sample.writers import write_decoded
 from ...train.phases import load_phase_data
-from ..audio import audio_report
+from ..audio import audio_report, copy_report, decoded_copy
 from ..frechet import random_group_halves
 
 if TYPE_CHECKING:
@@ -30,6 +32,10 @@ HEADLINE = (
     ("level_spread_db_ratio", True),
     ("shaped_noise_fd_over_floor", False),
     ("white_noise_fd_over_floor", False),
+    ("nearest_training_db", True),
+    ("real_nearest_training_db", True),
+    ("nearest_training_ratio", True),
+    ("copy_nearest_training_db", True),
 )
 
 
@@ -53,14 +59,21 @@ def score_audio(job: Job) -> dict[str, Any]:
 
     settings = job.settings
     phase = job.phase(settings.phase)
-    rows = load_phase_data(phase.data, job.config.seed).validation[:]
-    real = [torch.as_tensor(np.asarray(clip, dtype=np.float32)) for clip in rows["audio"]]  # [T]
+    data = load_phase_data(phase.data, job.config.seed)
+    rows = data.validation[:]
+    real, training = (
+        [torch.as_tensor(np.asarray(clip, dtype=np.float32)) for clip in split["audio"]]  # [T]
+        for split in (rows, data.train[:])
+    )
     rate = int(rows["sampling_rate"][0])
     count = len(random_group_halves(len(real), job.seed)[0])
     adapter = job.model.adapters[phase.name]
     chunks = generate(job, phase.name, count, settings.sample_batch)
     generated = [resample(w.cpu(), adapter.encoder_rate, rate) for c in chunks for w in c]
     report = audio_report(generated, real, rate, seed=job.seed)
+    report |= copy_report(
+        generated, real, training, rate, _decoded_copies(adapter, training, rate, count)
+    )
     shown = min(settings.shown_clips, count, len(real))
     pair = [*real[:shown], *generated[:shown]]
     written = write_decoded(job.eval_dir / "compare", "audio", pair, sampling_rate=rate, nrow=shown)
@@ -74,3 +87,15 @@ def score_audio(job: Job) -> dict[str, Any]:
         "artifacts": {"spectrograms": str(picture)},
         "captions": {"spectrograms": caption},
     }
+
+
+def _decoded_copies(adapter, training: list, rate: int, count: int) -> list | None:
+    """The first ``count`` training clips through a mel adapter's decoder (what exact copies
+    would sound like), at ``rate``; None for adapters that do not decode by Griffin-Lim."""
+    if not isinstance(adapter, MelAdapter):
+        return None
+    copies = []
+    for wave in training[:count]:
+        _, rebuilt = decoded_copy(adapter, resample(wave, rate, adapter.encoder_rate))
+        copies.append(resample(rebuilt.cpu(), adapter.encoder_rate, rate))
+    return copies
