@@ -158,13 +158,21 @@ def structure_report(generated: list[Tensor], real: list[Tensor], rate: int) -> 
 
 
 @torch.no_grad()
-def nearest_training_db(clips: Any, training: Any, rate: int) -> Tensor:
+def training_frames(training: Any, rate: int) -> Tensor:
+    """Every training clip's log-mel frames (the metrics' front end) end to end: [N, C]."""
+    front = metric_log_mel(rate)
+    return torch.cat([front(wave) for wave in as_waveforms(training, "training")])
+
+
+@torch.no_grad()
+def nearest_training_db(clips: Any, training: Any, rate: int, bank: Tensor | None = None) -> Tensor:
     """Per clip [B]: min over offsets o of mean |L_clip - L_train[o : o + F]| in dB, where L are
     log-mel frames [F, C] (the metrics' front end) and L_train holds every training clip's
-    frames end to end [N, C], so a copy that straddles two training clips is still found. A
-    clip longer than the training frames is compared with its first N frames."""
+    frames end to end [N, C] (``training_frames``; pass it as ``bank`` to reuse it), so a copy
+    that straddles two training clips is still found. A clip longer than the training frames
+    is compared with its first N frames."""
     front = metric_log_mel(rate)
-    bank = torch.cat([front(wave) for wave in as_waveforms(training, "training")])  # [N, C]
+    bank = training_frames(training, rate) if bank is None else bank  # [N, C]
     distances = []
     for wave in as_waveforms(clips):
         frames = front(wave)[: bank.shape[0]]  # [F, C]
@@ -181,17 +189,19 @@ def copy_report(
     generated / real: well below 1, the model reproduces its training clips. ``copies``
     (optional): training clips passed through the decoder (``decoded_copy``), whose median,
     copy_nearest_training_db, is where exact copies would score."""
-    ours = nearest_training_db(generated, training, rate).median().item()
-    theirs = nearest_training_db(heldout_real, training, rate).median().item()
+    bank = training_frames(training, rate)  # once for every set of clips
+
+    def median_db(clips: Any) -> float:
+        return nearest_training_db(clips, training, rate, bank).median().item()
+
+    ours, theirs = median_db(generated), median_db(heldout_real)
     report = {
         "nearest_training_db": ours,
         "real_nearest_training_db": theirs,
         "nearest_training_ratio": ours / theirs if theirs > 0 else math.inf,
     }
     if copies is not None:
-        report["copy_nearest_training_db"] = (
-            nearest_training_db(copies, training, rate).median().item()
-        )
+        report["copy_nearest_training_db"] = median_db(copies)
     return report
 
 
