@@ -15,12 +15,14 @@ from qgfd_diffusion.evaluation.audio import (
     copy_report,
     energy_above,
     level_spread_db,
+    log_mel_frames,
     metric_log_mel,
     nearest_training_db,
     shaped_noise_like,
     voiced_share,
     white_noise_like,
 )
+from qgfd_diffusion.evaluation.frechet import frechet_distance, random_group_halves
 from qgfd_diffusion.evaluation.video import (
     bounce_fit,
     centres_of_mass,
@@ -75,6 +77,29 @@ def test_energy_above_a_cutoff_is_the_power_share():
     assert energy_above([low], RATE) < 1e-6
     with pytest.raises(ValueError, match="cutoff_hz must lie in"):
         energy_above([low], RATE, cutoff_hz=9000)
+
+
+def test_audio_report_averages_the_distance_over_groups_of_one_held_out_half():
+    """8 held-out clips split 4 + 4; 9 generated clips are 2 groups of 4 (the ninth is left
+    out): logmel_fd is the mean of the two groups' distances to half B, computed here directly."""
+    generator = torch.Generator().manual_seed(1)
+    real = [
+        tone(200 * (k + 1), 0.3) + 0.01 * torch.randn(RATE // 2, generator=generator)
+        for k in range(8)
+    ]
+    generated = [
+        0.05 * k * torch.randn(RATE // 2, generator=generator) + tone(300, 0.3) for k in range(9)
+    ]
+    report = audio_report(generated, real, RATE, seed=3)
+    half_a, half_b = random_group_halves(len(real), 3)
+    frames_b = log_mel_frames([real[i] for i in half_b], RATE)
+    groups = (generated[:4], generated[4:8])
+    expected = np.mean([frechet_distance(log_mel_frames(g, RATE), frames_b) for g in groups])
+    assert report["logmel_fd"] == pytest.approx(expected, rel=1e-9)
+    assert report["generated_clips"] == 9  # the energy and structure figures pool all nine
+    assert report["energy_above_4khz"] == pytest.approx(energy_above(generated, RATE))
+    with pytest.raises(ValueError, match="need at least 4 clips"):
+        audio_report(generated[:3], real, RATE)
 
 
 def test_audio_report_scores_noise_worse_than_speech_like_tones():

@@ -4,6 +4,7 @@ against the phase's held-out real clips, how near they come to the training clip
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,7 @@ from ...adapters.mel import MelAdapter
 from ...checks import check_int
 from ...sample.writers import write_decoded
 from ...train.phases import load_phase_data
-from ..audio import audio_report, copy_report, decoded_copy
-from ..frechet import random_group_halves
+from ..audio import audio_report, copy_report, decoded_copy, energy_above
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -28,6 +28,8 @@ HEADLINE = (
     ("energy_above_4khz", False),
     ("real_energy_above_4khz", False),
     ("energy_ratio", False),
+    ("decoded_real_energy_above_4khz", False),
+    ("decoded_energy_ratio", False),
     ("voiced_share_ratio", True),
     ("level_spread_db_ratio", True),
     ("shaped_noise_fd_over_floor", False),
@@ -41,15 +43,18 @@ HEADLINE = (
 
 @dataclass
 class AudioSettings:
-    """phase: the audio phase; sample_batch: clips per sampler call; shown_clips: real and
-    generated clips in the spectrogram picture. As many clips are generated as one half of
-    the held-out clips holds (the floor's footing)."""
+    """phase: the audio phase; generated_clips: clips sampled and scored (at least one half of
+    the held-out clips: the log-mel distance averages over groups of that many, the floor's
+    footing; the energy and structure figures pool them all); sample_batch: clips per sampler
+    call; shown_clips: real and generated clips in the spectrogram picture."""
 
     phase: str
+    generated_clips: int = 24
     sample_batch: int = 8
     shown_clips: int = 3
 
     def __post_init__(self):
+        check_int("generated_clips", self.generated_clips, 1)
         check_int("sample_batch", self.sample_batch, 1)
         check_int("shown_clips", self.shown_clips, 1)
 
@@ -66,11 +71,12 @@ def score_audio(job: Job) -> dict[str, Any]:
         for split in (rows, data.train[:])
     )
     rate = int(rows["sampling_rate"][0])
-    count = len(random_group_halves(len(real), job.seed)[0])
+    count = settings.generated_clips
     adapter = job.model.adapters[phase.name]
     chunks = generate(job, phase.name, count, settings.sample_batch)
     generated = [resample(w.cpu(), adapter.encoder_rate, rate) for c in chunks for w in c]
     report = audio_report(generated, real, rate, seed=job.seed)
+    report |= decoder_reference(adapter, real, rate, report["energy_above_4khz"])
     report |= copy_report(
         generated, real, training, rate, _decoded_copies(adapter, training, rate, count)
     )
@@ -89,13 +95,28 @@ def score_audio(job: Job) -> dict[str, Any]:
     }
 
 
-def _decoded_copies(adapter, training: list, rate: int, count: int) -> list | None:
-    """The first ``count`` training clips through a mel adapter's decoder (what exact copies
-    would sound like), at ``rate``; None for adapters that do not decode by Griffin-Lim."""
+def decoder_reference(adapter, real: list, rate: int, energy: float) -> dict[str, float]:
+    """The held-out real clips through a mel adapter's decoder: their energy above 4 kHz (what
+    exact copies of them would score; Griffin-Lim leaks some energy upwards) and the generated
+    clips' energy over it. Empty for adapters that do not decode by Griffin-Lim."""
+    decoded = _decoded_copies(adapter, real, rate, len(real))
+    if decoded is None:
+        return {}
+    decoded_energy = energy_above(decoded, rate)
+    return {
+        "decoded_real_energy_above_4khz": decoded_energy,
+        "decoded_energy_ratio": energy / decoded_energy if decoded_energy > 0 else math.inf,
+    }
+
+
+def _decoded_copies(adapter, clips: list, rate: int, count: int) -> list | None:
+    """The first ``count`` clips (training or held-out) through a mel adapter's decoder (what
+    exact copies would sound like), at ``rate``; None for adapters that do not decode by
+    Griffin-Lim."""
     if not isinstance(adapter, MelAdapter):
         return None
     copies = []
-    for wave in training[:count]:
+    for wave in clips[:count]:
         _, rebuilt = decoded_copy(adapter, resample(wave, rate, adapter.encoder_rate))
         copies.append(resample(rebuilt.cpu(), adapter.encoder_rate, rate))
     return copies
