@@ -1,7 +1,7 @@
 """Mel adapter: log-mel spectrogram frames as latent tokens, decoded back by Griffin-Lim.
 
-Dimension legend: B batch, T samples, F frames (one latent token each), C = n_mels latent
-channels, S = n_fft // 2 + 1 STFT bins.
+Dimension legend: B batch, T samples, F frames, C = n_mels mel bins, S = n_fft // 2 + 1 STFT
+bins, pm x pf a token's patch (mel bins x frames), L tokens, Ct = pm * pf token channels.
 
 The audio analogue of the exact pixel patches: no encoder, nothing trainable.
 
@@ -15,10 +15,20 @@ phase, which Griffin-Lim estimates (Griffin & Lim 1984, with the momentum of Per
 how far mel -> waveform -> mel lands from the start (the README reports it on real speech).
 Griffin-Lim starts from zero phase (``rand_init=False``) so decoding is deterministic.
 
-Latents are normalised with per-channel statistics measured on data (``fit_latent_stats``), like
-every adapter. Batches, collation and the writer are the audio modality's (``audio.py``); inputs
-are resampled to ``sampling_rate`` and decoded audio comes out at that rate (``encoder_rate``).
-Clips of different lengths are encoded one by one and padded: the mask marks real frames.
+Tokens. By default a token is one frame (all C mel bins; layout ``sequence``). With
+``patch_mels`` / ``patch_frames`` the spectrogram is cut like an image (mel bins as height, frames
+as width, ``image.patchify``) into pm x pf patches, AST's and AudioMAE's tokens, so that a token
+holds a piece of a harmonic over several frames and attention runs between frequency bands as well
+as times: layout ``grid`` (C / pm bands, F / pf times), or ``sequence`` when pm = C (frames
+stacked pf at a time). Clips are padded at the end to whole patches; decoding keeps whole
+patches, so a clip comes back up to pf - 1 frames longer (frames at the mean log-mel).
+
+Latents are normalised with per-mel-bin statistics measured on data (``fit_latent_stats``), like
+every adapter, before patching: a patch's channels mix bands of very different levels, so
+statistics per patch channel would not standardise them. Batches, collation and the writer are
+the audio modality's (``audio.py``); inputs are resampled to ``sampling_rate`` and decoded audio
+comes out at that rate (``encoder_rate``). Clips of different lengths are encoded one by one and
+padded: the mask marks real frames (real patches).
 torchaudio is imported when the adapter is built.
 """
 
@@ -33,6 +43,7 @@ from torch.nn import functional as F
 from ..latents import LatentBatch, LatentLayout
 from .audio import AudioBatch, batch_waveforms, collate_audio, write_audio
 from .base import AdapterConfig, ModalityAdapter
+from .image import patchify, unpatchify
 from .registry import register_adapter
 
 TRANSFORMS = "log_mel"  # sub-module name; its filterbank buffers are rebuilt, not saved
@@ -53,12 +64,23 @@ class MelAdapterConfig(AdapterConfig):
     f_max: float | None = None
     log_floor: float = 1e-5
     griffin_lim_iters: int = 32
+    patch_mels: int | None = None
+    patch_frames: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("sampling_rate", "n_fft", "hop_length", "n_mels", "griffin_lim_iters"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"MelAdapterConfig.{name} must be a positive int")
+        positive = ("sampling_rate", "n_fft", "hop_length", "n_mels", "griffin_lim_iters")
+        for name in (*positive, "patch_frames", "patch_mels"):
+            value = getattr(self, name)
+            if value is None and name == "patch_mels":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"MelAdapterConfig.{name} must be a positive int, got {value!r}")
+        if self.patch_mels is not None and self.n_mels % self.patch_mels:
+            raise ValueError(
+                f"patch_mels {self.patch_mels} must divide n_mels {self.n_mels} (bands of equal "
+                "height)"
+            )
         if self.hop_length > self.n_fft:
             raise ValueError(f"hop_length {self.hop_length} must be <= n_fft {self.n_fft}")
         nyquist = self.sampling_rate / 2
@@ -111,7 +133,8 @@ class LogMel(nn.Module):
 
 @register_adapter("mel")
 class MelAdapter(ModalityAdapter):
-    """Log-mel frames [B, F, n_mels], one token per frame (layout ``sequence``); decodes."""
+    """Log-mel spectrograms as tokens: a frame each (layout ``sequence``) or pm x pf patches
+    (module docstring); decodes."""
 
     modality = "audio"
     output_field = "audios"
@@ -123,7 +146,19 @@ class MelAdapter(ModalityAdapter):
     def __init__(self, config: MelAdapterConfig):
         super().__init__(config)
         self.log_mel = LogMel(config)
-        self._init_latent_stats(config.n_mels)
+        self._init_latent_stats(config.n_mels)  # per mel bin, whatever the tokens
+        self.patch = (config.patch_mels or config.n_mels, config.patch_frames)  # (pm, pf)
+        self.bands = config.n_mels // self.patch[0]
+
+    @property
+    def latent_dim(self) -> int:
+        """Ct = pm * pf, a token's width (n_mels for one frame per token)."""
+        return self.patch[0] * self.patch[1]
+
+    @property
+    def frame_tokens(self) -> bool:
+        """True when every token is one whole frame (no patching)."""
+        return self.patch == (self.config.n_mels, 1)
 
     @property
     def encoder_rate(self) -> int:
@@ -144,6 +179,49 @@ class MelAdapter(ModalityAdapter):
         lengths = torch.tensor([f.shape[0] for f in frames], device=z.device)
         mask = torch.arange(longest, device=z.device)[None, :] < lengths[:, None]  # [B, F]
         return LatentBatch(latents=z, layout=LatentLayout("sequence", (longest,)), mask=mask)
+
+    @torch.no_grad()
+    def encode(self, batch: AudioBatch) -> LatentBatch:
+        """Raw audio -> normalised tokens [B, L, Ct] (per-bin statistics, then patches)."""
+        frames = super().encode(batch)  # x0 [B, F, C], padded frames 0
+        return frames if self.frame_tokens else self._patches(frames)
+
+    def _patches(self, frames: LatentBatch) -> LatentBatch:
+        """Frames x0 [B, F, C] -> patch tokens [B, bands * times, pm * pf] (row-major grid)."""
+        pf = self.patch[1]
+        times = -(-frames.latents.shape[1] // pf)
+        x0 = F.pad(frames.latents, (0, 0, 0, times * pf - frames.latents.shape[1]))  # [B,F',C]
+        tokens = patchify(x0.transpose(1, 2)[:, None], self.patch)  # mel bins as image height
+        mask = None
+        if frames.mask is not None:  # a patch is real when it holds a real frame
+            real = F.pad(frames.mask, (0, times * pf - frames.mask.shape[1]))  # [B, F']
+            mask = real.view(real.shape[0], times, pf).any(-1).repeat(1, self.bands)  # [B, L]
+        kind, shape = ("grid", (self.bands, times)) if self.bands > 1 else ("sequence", (times,))
+        return LatentBatch(latents=tokens, layout=LatentLayout(kind, shape), mask=mask)
+
+    def _frames(self, tokens: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Patch tokens [B, bands * times, Ct] -> frames [B, times * pf, C] (and their mask)."""
+        if tokens.shape[1] % self.bands:
+            raise ValueError(
+                f"{tokens.shape[1]} tokens do not fill {self.bands} mel bands of patches"
+            )
+        times = tokens.shape[1] // self.bands
+        frames = unpatchify(tokens, (self.bands, times), self.patch)[:, 0].transpose(1, 2)
+        if mask is not None:  # the first band's patches say which times are real
+            mask = mask[:, :times].repeat_interleave(self.patch[1], dim=1)  # [B, F']
+        return frames, mask
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """Normalised tokens [B, L, Ct] (mask [B, L], True = real) -> one waveform per row."""
+        if latents.ndim != 3 or latents.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"latents must be [B, L, {self.latent_dim}], got {tuple(latents.shape)}"
+            )
+        latents, mask = latents.to(self.device), None if mask is None else mask.to(self.device)
+        if not self.frame_tokens:
+            latents, mask = self._frames(latents, mask)
+        return self.decode_features(self.denormalise(latents), mask)
 
     @property
     def can_decode(self) -> bool:

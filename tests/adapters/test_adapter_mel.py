@@ -45,6 +45,34 @@ def test_frames_are_tokens_and_padding_is_masked():
     torch.testing.assert_close(batch.latents[1, : frames[1]], alone)
 
 
+@pytest.mark.parametrize("patch_mels, kind", [(8, "grid"), (None, "sequence")])
+def test_patches_cut_the_spectrogram_and_decode_like_frames(patch_mels, kind):
+    """pm x pf patches (or frames stacked pf at a time) hold the same normalised values as the
+    frame tokens, and decode to the same audio: the frame-token clip, padded to whole patches."""
+    clips = [tone(440, 8000), tone(660, 3000)]
+    frame_adapter = MelAdapter(MelAdapterConfig(**SMALL)).fit_latent_stats([clips])
+    config = MelAdapterConfig(**SMALL, patch_mels=patch_mels, patch_frames=4)
+    adapter = MelAdapter(config).fit_latent_stats([clips])
+    frames, tokens = frame_adapter.encode(clips), adapter.encode(clips)
+    pm = patch_mels or SMALL["n_mels"]
+    bands, times = SMALL["n_mels"] // pm, -(-frames.latents.shape[1] // 4)
+    assert adapter.latent_dim == pm * 4 and tokens.latents.shape == (2, bands * times, pm * 4)
+    assert tokens.layout.kind == kind and tokens.layout.num_tokens == bands * times
+    # token (band b, time j) holds mel bins [b pm, (b + 1) pm) of frames [4 j, 4 j + 4)
+    b, j = bands - 1, 2
+    patch = frames.latents[0, 4 * j : 4 * j + 4, b * pm : (b + 1) * pm].T  # [pm, pf]
+    torch.testing.assert_close(tokens.latents[0, b * times + j], patch.reshape(-1))
+    real_times = -(-frames.mask.sum(1) // 4)  # a patch is real when it holds a real frame
+    assert tokens.mask.sum(1).tolist() == (bands * real_times).tolist()
+    short = frames.mask[1].sum().item()
+    padded = torch.zeros(1, 4 * real_times[1].item(), SMALL["n_mels"])
+    padded[0, :short] = frames.latents[1, :short]  # whole patches: frames of 0 after the clip
+    expected = frame_adapter.decode(padded)[0]
+    torch.testing.assert_close(adapter.decode(tokens.latents, tokens.mask)[1], expected)
+    with pytest.raises(ValueError, match=rf"latents must be \[B, L, {pm * 4}\]"):
+        adapter.decode(frames.latents)
+
+
 def test_tone_lands_in_its_mel_band():
     """A 1 kHz tone's loudest channel is the band whose centre (HTK formula) is nearest 1 kHz."""
     config = MelAdapterConfig(**SMALL)
@@ -112,6 +140,8 @@ def test_stats_save_load_and_no_filterbanks_saved(tmp_path, assert_unit_stats):
         (dict(hop_length=2048), "hop_length 2048 must be <= n_fft"),
         (dict(f_max=9000.0), "f_max <= sampling_rate / 2"),
         (dict(n_mels=0), "n_mels must be a positive int"),
+        (dict(patch_frames=0), "patch_frames must be a positive int"),
+        (dict(n_mels=40, patch_mels=16), "patch_mels 16 must divide n_mels 40"),
         (dict(log_floor=0.0), "log_floor must be > 0"),
         (dict(std_mode="pixel"), "std_mode must be one of"),
     ],

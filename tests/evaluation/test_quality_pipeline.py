@@ -291,6 +291,21 @@ def test_quick_study_compares_attention_kinds(run_quick):
     assert "Paired by seed: difference from `sdpa`" in (folder / "results.md").read_text()
 
 
+def test_quick_audio_trains_samples_and_scores_mel_patches(run_quick):
+    """The mel adapter's 16 x 7 patches (a grid of bands x times) end to end: trained, saved,
+    loaded, sampled, decoded by Griffin-Lim and scored like frame tokens."""
+    options = "run.phases.0.adapter_options"
+    patches = f"[{options}.patch_mels=16, {options}.patch_frames=7]"
+    result, folder = run_quick("audio", "--set", f"variants=[{{name: patches, set: {patches}}}]")
+    check_files(result, folder)
+    check_rows(result["rows"], EXPECTED["audio"][2])
+    assert [row["variant"] for row in result["rows"]] == ["patches"]
+    saved = Path(result["rows"][0]["run_dir"]) / "final" / "adapters" / "config.json"
+    # quick mode: 1 s clips, 63 frames -> 9 patch times; 128 mel bins -> 8 bands
+    assert json.loads(saved.read_text())["layouts"]["speech"] == {"kind": "grid", "shape": [8, 9]}
+    assert any(name.endswith("_spectrograms.png") for name in map(str, folder.iterdir()))
+
+
 def test_quick_study_patch4_pairs_qgfd_with_sdpa_on_49_tokens(run_quick):
     result, folder = run_quick("study-patch4")
     check_files(result, folder)
