@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..checks import check_int
 from ..latents import LatentBatch, LatentLayout
 from .audio import AudioBatch, batch_waveforms, collate_audio, write_audio
 from .base import AdapterConfig, ModalityAdapter
@@ -70,17 +71,15 @@ class MelAdapterConfig(AdapterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive = ("sampling_rate", "n_fft", "hop_length", "n_mels", "griffin_lim_iters")
-        for name in (*positive, "patch_frames", "patch_mels"):
-            value = getattr(self, name)
-            if value is None and name == "patch_mels":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MelAdapterConfig.{name} must be a positive int, got {value!r}")
-        if self.patch_mels is not None and self.n_mels % self.patch_mels:
-            raise ValueError(
-                f"patch_mels {self.patch_mels} must divide n_mels {self.n_mels} (bands of equal "
-                "height)"
-            )
+        for name in (*positive, "patch_frames"):
+            check_int(f"MelAdapterConfig.{name}", getattr(self, name), 1)
+        if self.patch_mels is not None:
+            check_int("MelAdapterConfig.patch_mels", self.patch_mels, 1)
+            if self.n_mels % self.patch_mels:
+                raise ValueError(
+                    f"patch_mels {self.patch_mels} must divide n_mels {self.n_mels} (bands of "
+                    "equal height)"
+                )
         if self.hop_length > self.n_fft:
             raise ValueError(f"hop_length {self.hop_length} must be <= n_fft {self.n_fft}")
         nyquist = self.sampling_rate / 2

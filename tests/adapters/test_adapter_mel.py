@@ -139,8 +139,9 @@ def test_stats_save_load_and_no_filterbanks_saved(tmp_path, assert_unit_stats):
     [
         (dict(hop_length=2048), "hop_length 2048 must be <= n_fft"),
         (dict(f_max=9000.0), "f_max <= sampling_rate / 2"),
-        (dict(n_mels=0), "n_mels must be a positive int"),
-        (dict(patch_frames=0), "patch_frames must be a positive int"),
+        (dict(n_mels=0), "n_mels must be an int >= 1, got 0"),
+        (dict(patch_frames=0), "patch_frames must be an int >= 1, got 0"),
+        (dict(patch_mels=True), "patch_mels must be an int >= 1, got True"),
         (dict(n_mels=40, patch_mels=16), "patch_mels 16 must divide n_mels 40"),
         (dict(log_floor=0.0), "log_floor must be > 0"),
         (dict(std_mode="pixel"), "std_mode must be one of"),
