@@ -1,7 +1,8 @@
 """The denoiser: configuration, embeddings, DiT blocks, the shared backbone, the multimodal model.
 
-Seed 001's per-modality models and ``create_qgfd_diffusion_model`` live in
-``qgfd_diffusion.compat``; sampling in ``qgfd_diffusion.sample``.
+Prototype 001's names (per-modality models, ``create_qgfd_diffusion_model``, the shared model's
+constructor and loss names) live in ``qgfd_diffusion.compat``; sampling in
+``qgfd_diffusion.sample``.
 """
 
 from .adapter_set import AdapterSet

@@ -8,7 +8,8 @@ into the shared widths), encodes raw batches into the shared space, computes the
 THE training objective (``schedules.DiffusionObjective``) and saves / loads itself as
 safetensors + JSON (``backbone/``, ``scheduler/``, ``adapters/``: the layout of a diffusers
 pipeline folder, see ``sample.pipeline.QGFDPipeline``). Sampling lives in
-``qgfd_diffusion.sample``; seed 001's method names in ``qgfd_diffusion.compat``.
+``qgfd_diffusion.sample``; prototype 001's constructor and method names in
+``qgfd_diffusion.compat``, which builds on this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from ..adapters.base import ModalityAdapter, load_adapter
-from ..compat.seed001 import Seed001Methods, seed_adapters
 from ..latents import LatentBatch, LatentLayout
 from ..schedules.config import NoiseScheduleConfig, load_noise_schedule
 from ..schedules.objective import DiffusionObjective, TokenLoss
@@ -36,27 +36,24 @@ LEGACY_MANIFEST = "qgfd_model.json"  # the modality list of folders written befo
 BACKBONE_FOLDER = "backbone"
 
 
-class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
+class SharedQGFDDiffusionModel(nn.Module):
     """A ``QGFDDiffusionBackbone`` shared by named modalities, each with its frozen adapter.
 
-    ``adapters={"name": adapter, ...}`` takes any adapters; seed 001's
-    ``SharedQGFDDiffusionModel(cfg, text_hf_name=..., image_hf_name=...)`` builds its T5 text +
-    ViT image pair. Each modality gets a modality id (its position), a fixed map of its latents
-    into the shared width and, where it has conditions, a fixed map of its condition tokens into
-    ``cond_dim``. ``cfg.num_modalities=None`` makes room for the adapters given here.
+    ``adapters={"name": adapter, ...}`` takes any adapters. Each modality gets a modality id (its
+    position), a fixed map of its latents into the shared width and, where it has conditions, a
+    fixed map of its condition tokens into ``cond_dim``. ``cfg.num_modalities=None`` makes room
+    for the adapters given here.
     """
 
     def __init__(
         self,
         shared_cfg: DiffusionConfig,
-        text_hf_name: str | None = None,
-        image_hf_name: str | None = None,
         *,
         adapters: Mapping[str, ModalityAdapter] | None = None,
         backbone: QGFDDiffusionBackbone | None = None,
     ):
         super().__init__()
-        named = {**seed_adapters(text_hf_name, image_hf_name), **(adapters or {})}
+        named = dict(adapters or {})
         cfg = shared_cfg.with_modalities(len(named))
         if cfg.schedule is None:
             raise ValueError(
