@@ -8,7 +8,7 @@ constructor and loss names) live in ``qgfd_diffusion.compat``; sampling in
 from .adapter_set import AdapterSet
 from .backbone import QGFDDiffusionBackbone
 from .blocks import DiTBlock, FeedForward, FinalLayer
-from .config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
+from .config import DIFFUSION_PRESETS, DiffusionConfig
 from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
 from .latent_space import FixedLatentEmbedding
 from .multimodal import SharedQGFDDiffusionModel
@@ -25,6 +25,5 @@ __all__ = [
     "QGFDDiffusionBackbone",
     "SharedQGFDDiffusionModel",
     "TimestepEmbedder",
-    "fold_seed_spellings",
     "positional_embedding",
 ]
