@@ -13,7 +13,8 @@ no other module knows an old spelling. What changed, and the function that upgra
 * the modalities of a model folder: ``adapters/config.json``, or, in folders written before it
   existed, ``qgfd_model.json`` beside the backbone (``adapter_set_config``);
 * run configs (``upgrade_run_config``): keys that never did anything are dropped with a warning
-  (``RETIRED_KEYS``) and ``train.tensorboard`` (a bool) becomes ``train.log_with``;
+  (``RETIRED_KEYS``), ``train.tensorboard`` (a bool) becomes ``train.log_with`` and the
+  ``sample`` section's keys take the pipeline's (diffusers') names (``SAMPLE_RENAMES``);
 * checkpoints written before manifests: their ``COMPLETE`` marker holds only the step number;
   they load unverified (``is_bare_step_marker``).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .attention.options import canonical_qgfd_keys
+from .configio import ConfigError
 from .schedules.config import (
     SCHEDULE_ALIASES,
     SCHEDULER_CONFIG,
@@ -117,12 +119,17 @@ def adapter_set_config(directory: str | Path, adapters_folder: str | Path) -> di
 
 # Keys of earlier run configs that never did anything; dropped with a warning so old files load.
 RETIRED_KEYS = ("log_every", "modality_id")
+# The ``sample:`` section's earlier keys -> the pipeline argument each one sets.
+SAMPLE_RENAMES = {"steps": "num_inference_steps", "guidance": "guidance_scale"}
 
 
 def upgrade_run_config(data: Mapping[str, Any]) -> dict[str, Any]:
     """A run config dict (a YAML file, a checkpoint's copy) in today's keys: ``RETIRED_KEYS``
-    removed with a warning naming them, ``train.tensorboard`` -> ``train.log_with``."""
+    removed with a warning naming them, ``train.tensorboard`` -> ``train.log_with``,
+    ``SAMPLE_RENAMES`` in ``sample`` (an old key next to its new name is an error naming both)."""
     data = copy.deepcopy(dict(data))
+    if isinstance(data.get("sample"), dict):
+        data["sample"] = _rename_keys(data["sample"], SAMPLE_RENAMES, "sample")
     train = data.get("train")
     if isinstance(train, dict) and "tensorboard" in train and "log_with" not in train:
         train["log_with"] = ["tensorboard"] if train.pop("tensorboard") else []
@@ -138,6 +145,20 @@ def upgrade_run_config(data: Mapping[str, Any]) -> dict[str, Any]:
     if found:
         warnings.warn(f"ignoring retired config keys {found} (they had no effect)", stacklevel=3)
     return data
+
+
+def _rename_keys(section: dict, renames: Mapping[str, str], where: str) -> dict:
+    for old, new in renames.items():
+        if old not in section:
+            continue
+        if new in section:
+            raise ConfigError(
+                f"{where}.{old}",
+                f"the old name of {where}.{new}, which is given too: give {where}.{new} only "
+                "(in the file and in --set)",
+            )
+        section[new] = section.pop(old)
+    return section
 
 
 # -- checkpoints ------------------------------------------------------------------------------

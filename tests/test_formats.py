@@ -2,11 +2,15 @@
 against the new one it must become. Whole old folders load in tests/models/test_saved_folders.py."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from qgfd_diffusion import formats
+from qgfd_diffusion.configio import ConfigError
 from qgfd_diffusion.schedules import NoiseScheduleConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_flat_keys_fold_into_their_sections():
@@ -55,6 +59,27 @@ def test_run_config_keys_are_upgraded_with_a_warning_for_retired_ones():
         new = formats.upgrade_run_config(old)
     assert new == {"train": {"log_with": ["tensorboard"]}, "phases": [{}]}
     assert old["train"]["tensorboard"] is True  # the caller's dict is left as it was
+
+
+def test_sample_section_takes_the_pipelines_names():
+    old = {"sample": {"num_samples": 4, "steps": 5, "guidance": 2.0, "eta": 0.5}}
+    assert formats.upgrade_run_config(old) == {
+        "sample": {"num_samples": 4, "num_inference_steps": 5, "guidance_scale": 2.0, "eta": 0.5}
+    }
+    both = {"sample": {"steps": 5, "num_inference_steps": 6}}
+    with pytest.raises(ConfigError, match="sample.steps: the old name of sample.num_inference"):
+        formats.upgrade_run_config(both)
+
+
+def test_a_run_config_written_with_the_old_sample_keys_loads(tmp_path):
+    from qgfd_diffusion.train.config import load_run_config
+
+    smoke = (REPO / "configs" / "smoke.yaml").read_text()
+    assert "num_inference_steps: 5" in smoke
+    old = tmp_path / "old.yaml"
+    old.write_text(smoke.replace("num_inference_steps: 5", "steps: 5\n  guidance: 1.5"))
+    sample = load_run_config(old).sample
+    assert (sample.num_inference_steps, sample.guidance_scale) == (5, 1.5)
 
 
 def test_checkpoint_markers_before_manifests_are_bare_step_numbers():
