@@ -30,11 +30,13 @@ from ..adapters import ModalityAdapter, load_adapter
 from ..adapters.base import CONFIG_NAME
 from ..latents import LatentLayout
 from ..models.backbone import QGFDDiffusionBackbone
+from ..models.config import DiffusionConfig
 from ..models.multimodal import SharedQGFDDiffusionModel
 from ..sample.pipeline import QGFDPipeline
 from ..sample.run import CHECKPOINT_PREFIX, load_pipeline
 from .checkpoint import load_part
 from .config import RunConfig, run_config_from_dict
+from .errors import TrainingError
 from .manifest import verify_checkpoint
 
 
@@ -69,12 +71,22 @@ def restore_model(
     folder: str | Path,
     model: SharedQGFDDiffusionModel | None = None,
     ema: EMAModel | None = None,
+    *,
+    expected_model: DiffusionConfig | None = None,
 ) -> RestoredModel:
     """Read a complete checkpoint into ``model`` and ``ema`` (built from the checkpoint's run
-    config when None): adapters and layouts added, live and EMA weights loaded."""
+    config when None): adapters and layouts added, live and EMA weights loaded.
+
+    expected_model: the model config the caller runs; a checkpoint written under another is
+    refused (TrainingError) before anything is loaded into ``model``."""
     folder = Path(folder)
     trainer = load_part(folder, "trainer")
     config = run_config_from_dict(trainer["config"])
+    if expected_model is not None and config.model != expected_model:
+        raise TrainingError(
+            f"{folder} was written by a run with another model config; "
+            "resume with the same config (or start a new output dir)"
+        )
     if model is None:
         model = SharedQGFDDiffusionModel(config.model_config())
     for name in trainer["modalities"]:

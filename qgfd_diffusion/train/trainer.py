@@ -385,12 +385,7 @@ class Trainer:
 
     def _restore(self, folder: Path) -> dict | None:
         """Load a checkpoint; returns the parts the current phase needs when it starts."""
-        restored = restore_model(folder, self.model, self.ema)
-        if restored.config.model != self.config.model:
-            raise TrainingError(
-                f"{folder} was written by a run with another model config; "
-                "resume with the same config (or start a new output dir)"
-            )
+        restored = restore_model(folder, self.model, self.ema, expected_model=self.config.model)
         self.state = LoopState(**{k: restored.trainer[k] for k in asdict(LoopState())})
         set_qgfd_step(self.model.backbone, self.state.global_step)
         rng = load_part(folder, "rng")
