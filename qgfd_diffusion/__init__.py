@@ -18,14 +18,15 @@ from .attention import (
     set_qgfd_step,
     transition_from_networkx,
 )
-from .compat import DDPMBetaSchedule, q_sample
-from .compat.modality_models import (
+from .compat import (
     AudioQGFDDiffusionModel,
+    DDPMBetaSchedule,
     ImageQGFDDiffusionModel,
     TabularQGFDDiffusionModel,
     TextQGFDDiffusionModel,
     VideoQGFDDiffusionModel,
     create_qgfd_diffusion_model,
+    q_sample,
 )
 from .latents import LatentBatch, LatentLayout
 from .models import (

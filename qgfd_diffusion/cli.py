@@ -145,11 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run folder (uses its final/), a pipeline folder, or a checkpoints/step-* folder",
     )
     sample.add_argument("--modality", required=True, help="a phase name of the run, e.g. text")
+    # Flags keep their short names; dest= is the SampleOptions field each one sets (the
+    # pipeline's own argument names), read back by sample_options.
     sample.add_argument("--num-samples", type=_positive_int, default=16)
-    sample.add_argument("--steps", type=_positive_int, default=50, help="sampler steps")
+    sample.add_argument(
+        "--steps", dest="num_inference_steps", type=_positive_int, default=50, help="sampler steps"
+    )
     sample.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM eta")
     sample.add_argument(
         "--guidance",
+        dest="guidance_scale",
         type=_non_negative_float,
         default=1.0,
         help="classifier-free guidance scale (1 = none)",
@@ -166,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-ema", action="store_true", help="use the live weights, not the EMA")
     sample.add_argument(
         "--classes",
+        dest="class_labels",
         type=_class_list,
         default=None,
         help="class labels, comma-separated, one per sample or one for all (class-conditional "
@@ -173,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument(
         "--prompt",
-        dest="prompts",
         action="append",
         default=None,
         help="a prompt (repeatable; one per sample or one for all), or @FILE with one per line",
@@ -218,25 +223,26 @@ def _log_to_stderr(prefix: str) -> None:
     logger.propagate = False
 
 
+def sample_options(args):
+    """The one map from ``qgfd sample``'s flags to ``SampleOptions`` (each flag's ``dest`` is
+    the field it sets; ``--prompt @FILE`` is read here)."""
+    from dataclasses import fields
+
+    from .sample.options import SampleOptions
+
+    values = {f.name: getattr(args, f.name) for f in fields(SampleOptions)}
+    return SampleOptions(**{**values, "prompt": read_prompts(values["prompt"])})
+
+
 def run_sample(args) -> None:
-    from .sample.run import SampleOptions, load_pipeline, sample_to_folder
+    from .sample.run import sample_to_folder
+    from .train.checkpoint_model import load_trained_pipeline
     from .train.logs import silence_library_progress_bars
 
-    options = SampleOptions(
-        num_samples=args.num_samples,
-        steps=args.steps,
-        eta=args.eta,
-        guidance=args.guidance,
-        clamp_steps=args.clamp_steps,
-        seed=args.seed,
-        scheduler=args.scheduler,
-        classes=args.classes,
-        prompts=read_prompts(args.prompts),
-        graph=args.graph,
-    )
+    options = sample_options(args)
     silence_library_progress_bars()  # only the sampling bar: no weight-loading bars
     device = check_device(args.device)
-    pipe = load_pipeline(args.checkpoint, use_ema=not args.no_ema, device=device)
+    pipe = load_trained_pipeline(args.checkpoint, use_ema=not args.no_ema, device=device)
     out = sample_to_folder(pipe, args.modality, args.out, options, progress=True)
     print(f"samples: {out}")
 
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     from safetensors import SafetensorError
 
     from .train.checkpoint import CheckpointWriteError
-    from .train.trainer import TrainingError
+    from .train.errors import TrainingError
 
     args = build_parser().parse_args(argv)
     try:

@@ -18,7 +18,12 @@ def smoke_run(tmp_path_factory):
     from qgfd_diffusion.train.config import load_run_config
     from qgfd_diffusion.train.trainer import Trainer
 
-    steps = ["phases.0.steps=3", "phases.1.steps=3", "phases.0.fit_steps=2", "sample.steps=2"]
+    steps = [
+        "phases.0.steps=3",
+        "phases.1.steps=3",
+        "phases.0.fit_steps=2",
+        "sample.num_inference_steps=2",
+    ]
     config = load_run_config(REPO / "configs" / "smoke.yaml", steps)
     return Trainer(config, tmp_path_factory.mktemp("readme") / "smoke", progress=False).fit()
 

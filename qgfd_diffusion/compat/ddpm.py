@@ -1,4 +1,4 @@
-"""Seed-001 names on top of diffusers' ``DDPMScheduler``: ``DDPMBetaSchedule`` and ``q_sample``.
+"""Prototype 001's ``DDPMBetaSchedule`` and ``q_sample``, on top of diffusers' ``DDPMScheduler``.
 
 Dimension legend: B batch, L latent tokens, C latent channels, T training timesteps.
 
@@ -21,7 +21,7 @@ from ..schedules.config import BetaSchedule, NoiseScheduleConfig, PredictionType
 
 
 class DDPMBetaSchedule(nn.Module):
-    """The DDPM noise schedule as buffers (seed 001), backed by a diffusers ``DDPMScheduler``.
+    """The DDPM noise schedule as buffers (prototype 001), backed by a diffusers ``DDPMScheduler``.
 
     Buffers [T] float32: ``betas``, ``alphas_cumprod``, ``sqrt_alphas_cumprod``,
     ``sqrt_one_minus_alphas_cumprod``. ``.to(device)`` moves them and returns ``self``;
@@ -59,7 +59,7 @@ class DDPMBetaSchedule(nn.Module):
 
     @classmethod
     def from_config(cls, schedule: NoiseScheduleConfig) -> DDPMBetaSchedule:
-        """The seed-style buffers of a ``NoiseScheduleConfig``."""
+        """The prototype-style buffers of a ``NoiseScheduleConfig``."""
         return cls(
             schedule.num_train_timesteps,
             schedule.beta_schedule,

@@ -1,12 +1,12 @@
-"""Seed 001's per-modality models and the ``create_qgfd_diffusion_model`` factory.
+"""Prototype 001's per-modality models and the ``create_qgfd_diffusion_model`` factory.
 
 Dimension legend: B batch, L latent tokens, C shared latent width, Lc condition tokens.
 
-Each per-modality model is a ``SharedQGFDDiffusionModel`` with a single modality, plus the
-seed-001 method names (``encode_text``, ``diffusion_forward``, ``sample``, ...). The loss is THE
+Each per-modality model is a ``SharedQGFDDiffusionModel`` with a single modality, plus prototype
+001's method names (``encode_text``, ``diffusion_forward``, ``sample``, ...). The loss is THE
 training objective and sampling is ``qgfd_diffusion.sample``: these classes only name things.
-Each class declares its modality, the seed's default encoder and how to build its adapter, so
-the factory's lookup is derived from the classes themselves.
+Each class declares its modality, the prototype's default encoder and the adapter class it
+builds, so the factory's lookup is derived from the classes themselves.
 """
 
 from __future__ import annotations
@@ -20,39 +20,42 @@ from torch import Tensor
 
 from ..adapters import (
     AudioAdapter,
-    AudioAdapterConfig,
     ModalityAdapter,
     PatchImageAdapter,
     PatchImageConfig,
     TabularAdapter,
     TextAdapter,
-    TextAdapterConfig,
     VideoAdapter,
     VideoAdapterConfig,
     ViTImageAdapter,
-    ViTImageConfig,
     adapter_spec,
 )
 from ..latents import LatentBatch, LatentLayout
 from ..models.config import DiffusionConfig
 from ..models.multimodal import SharedQGFDDiffusionModel
 from .ddpm import DDPMBetaSchedule
-from .seed001 import check_schedule
+from .prototype001 import check_schedule
 
 
 class QGFDDiffusionModel(SharedQGFDDiffusionModel):
     """A single-modality diffusion model: one adapter, one backbone."""
 
     modality: ClassVar[str] = "generic"
-    default_encoder: ClassVar[str | None] = None  # the seed's hub model for this modality
+    default_encoder: ClassVar[str | None] = None  # the prototype's hub model for this modality
+    adapter_class: ClassVar[type[ModalityAdapter] | None] = None  # around a pretrained encoder
 
     def __init__(self, cfg: DiffusionConfig, adapter: ModalityAdapter, **kwargs):
         super().__init__(cfg, adapters={self.modality: adapter}, **kwargs)
 
     @classmethod
     def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
-        """The modality's adapter for ``create_qgfd_diffusion_model``."""
-        raise NotImplementedError(f"{cls.__name__} does not build adapters")
+        """The modality's adapter for ``create_qgfd_diffusion_model``: ``adapter_class`` around
+        the encoder ``backbone_name`` (default: the prototype's), with adapter ``options``."""
+        if cls.adapter_class is None:
+            raise NotImplementedError(f"{cls.__name__} does not build adapters")
+        encoder = backbone_name or cls.default_encoder
+        config = cls.adapter_class.config_class(encoder_name_or_path=encoder, **options)
+        return cls.adapter_class(config)
 
     @property
     def adapter(self) -> ModalityAdapter:
@@ -114,11 +117,7 @@ class TextQGFDDiffusionModel(QGFDDiffusionModel):
 
     modality = "text"
     default_encoder = "t5-small"
-
-    @classmethod
-    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
-        name = backbone_name or cls.default_encoder
-        return TextAdapter(TextAdapterConfig(encoder_name_or_path=name, **options))
+    adapter_class = TextAdapter
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Token ids [B, L] -> x0 [B, L, C] (padded positions at 0)."""
@@ -135,7 +134,7 @@ class TextQGFDDiffusionModel(QGFDDiffusionModel):
         schedule=None,
         **kwargs,
     ) -> Tensor:  # type: ignore[override]
-        """Seed-001 signature: the condition is a tokenized prompt.
+        """Prototype 001's signature: the condition is a tokenized prompt.
 
         Conditioning on the very sequence being denoised leaks the target (DESIGN.md 7): when
         the prompt encodes to ``x0_embeds`` itself, it is replaced by the null condition.
@@ -165,13 +164,13 @@ class ImageQGFDDiffusionModel(QGFDDiffusionModel):
 
     modality = "image"
     default_encoder = "google/vit-base-patch16-224"
+    adapter_class = ViTImageAdapter
 
     @classmethod
     def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
         if backbone_name is None and "patch_size" in options:  # exact pixel patches, no encoder
             return PatchImageAdapter(PatchImageConfig(**options))
-        name = backbone_name or cls.default_encoder
-        return ViTImageAdapter(ViTImageConfig(encoder_name_or_path=name, **options))
+        return super().build_adapter(backbone_name, **options)
 
     def encode_images(self, pixel_values: Tensor, labels: Tensor | None = None) -> Tensor:
         raw = pixel_values if labels is None else {"images": pixel_values, "labels": labels}
@@ -183,11 +182,7 @@ class AudioQGFDDiffusionModel(QGFDDiffusionModel):
 
     modality = "audio"
     default_encoder = "facebook/wav2vec2-base"
-
-    @classmethod
-    def build_adapter(cls, backbone_name: str | None, **options) -> ModalityAdapter:
-        name = backbone_name or cls.default_encoder
-        return AudioAdapter(AudioAdapterConfig(encoder_name_or_path=name, **options))
+    adapter_class = AudioAdapter
 
     def encode_audio(self, waveforms: Any) -> Tensor:
         return self.encode_raw(waveforms)
@@ -246,10 +241,10 @@ def create_qgfd_diffusion_model(
     diffusion_cfg: DiffusionConfig | None = None,
     **kwargs,
 ):
-    """Build a per-modality QGFD diffusion model (seed 001).
+    """Build a per-modality QGFD diffusion model (prototype 001).
 
     backbone_name: the modality encoder, a hub id or local folder (text: T5, image: ViT,
-        audio: Wav2Vec2, video: its frame encoder; ``None`` takes the seed's default hub model,
+        audio: Wav2Vec2, video: its frame encoder; ``None`` takes the prototype's default hub model,
         or for image/video with ``patch_size=`` an exact pixel-patch adapter; tabular: unused).
     diffusion_cfg: the model's ``DiffusionConfig`` (default ``DiffusionConfig()``); when the
         adapter can condition and ``cond_dim`` is None, cond_dim becomes the condition width.

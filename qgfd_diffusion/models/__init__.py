@@ -1,13 +1,14 @@
 """The denoiser: configuration, embeddings, DiT blocks, the shared backbone, the multimodal model.
 
-Seed 001's per-modality models and ``create_qgfd_diffusion_model`` live in
-``qgfd_diffusion.compat``; sampling in ``qgfd_diffusion.sample``.
+Prototype 001's names (per-modality models, ``create_qgfd_diffusion_model``, the shared model's
+constructor and loss names) live in ``qgfd_diffusion.compat``; sampling in
+``qgfd_diffusion.sample``.
 """
 
 from .adapter_set import AdapterSet
 from .backbone import QGFDDiffusionBackbone
 from .blocks import DiTBlock, FeedForward, FinalLayer
-from .config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
+from .config import DIFFUSION_PRESETS, DiffusionConfig
 from .embeddings import ModalityEmbedding, TimestepEmbedder, positional_embedding
 from .latent_space import FixedLatentEmbedding
 from .multimodal import SharedQGFDDiffusionModel
@@ -24,6 +25,5 @@ __all__ = [
     "QGFDDiffusionBackbone",
     "SharedQGFDDiffusionModel",
     "TimestepEmbedder",
-    "fold_seed_spellings",
     "positional_embedding",
 ]

@@ -66,7 +66,13 @@ class AdapterSet(ModelMixin, ConfigMixin):
         directory = Path(pretrained_model_name_or_path)
         if not (directory / cls.config_name).is_file():
             raise FileNotFoundError(f"not a saved adapter set (no {cls.config_name}): {directory}")
-        adapter_set = cls.from_config(cls.load_config(directory))
+        return cls.from_folder(directory, cls.load_config(directory))
+
+    @classmethod
+    def from_folder(cls, directory: str | os.PathLike, config: Mapping[str, Any]) -> AdapterSet:
+        """The set ``config`` describes (modalities, layouts), each adapter loaded from its
+        sub-folder of ``directory``; in eval mode, as diffusers' loaders return models."""
+        adapter_set = cls.from_config(config)
         for name in adapter_set.config.modalities or []:
-            adapter_set.adapters[name] = load_adapter(directory / name)
-        return adapter_set
+            adapter_set.adapters[name] = load_adapter(Path(directory) / name)
+        return adapter_set.eval()

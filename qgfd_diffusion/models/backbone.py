@@ -9,11 +9,11 @@ Lc condition tokens, Dc condition width.
                   -> prediction [B, L, C]
     c [B, D] = MLP(sinusoid(t)) + Linear(masked mean of the condition tokens)
 
-Graphs (issue 15): a per-sample adjacency over the L tokens (``forward(..., graph=)``, from the
-data) or one built from the layout (``layout_graph``) feeds QGFD's ``graph`` transition, the
-1-hop self-attention mask (``graph_mask``) and the graph positions (``graph_positions``). A
-backbone that uses none of them ignores a given graph, so one data set serves graph-aware and
-graph-blind models alike.
+Graphs: a per-sample adjacency over the L tokens (``forward(..., graph=)``, from data whose
+samples carry a structure) or one built from the layout (``layout_graph``) feeds QGFD's
+``graph`` transition, the 1-hop self-attention mask (``graph_mask``) and the graph positions
+(``graph_positions``). A backbone that uses none of them ignores a given graph, so one data
+set serves graph-aware and graph-blind models alike.
 
 Classifier-free guidance (Ho & Salimans 2022): a learned null condition (one token) replaces the
 condition of a sample when it is dropped (probability ``cond_dropout_prob`` in training, or forced
@@ -35,10 +35,11 @@ from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
 from ..attention.masks import graph_attention_mask
+from ..formats import upgrade_backbone_config
 from ..graphs import check_graph, layout_graph
 from ..latents import LatentLayout
 from .blocks import DiTBlock, FinalLayer
-from .config import DiffusionConfig, fold_seed_spellings
+from .config import DiffusionConfig
 from .embeddings import (
     GraphPositionEmbedding,
     ModalityEmbedding,
@@ -68,7 +69,7 @@ def _network_signature(init):
 
 
 def _accepts_config_object(init):
-    """Also accept seed 001's ``QGFDDiffusionBackbone(cfg)`` with a ``DiffusionConfig``.
+    """Also accept prototype 001's ``QGFDDiffusionBackbone(cfg)`` with a ``DiffusionConfig``.
 
     Keywords given next to ``cfg`` override its fields (any spelling ``DiffusionConfig`` takes);
     the resolved network fields reach ``register_to_config``, so the saved config.json holds
@@ -147,12 +148,9 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
 
     @classmethod
     def extract_init_dict(cls, config_dict, **kwargs):
-        """diffusers' config loading, after folding a pre-split config.json (flat ``qgfd_*``
-        keys, schedule fields) into today's fields; the schedule keys are dropped here (they are
-        read by ``schedules.load_noise_schedule``)."""
-        folded = fold_seed_spellings(config_dict)
-        folded.pop("schedule", None)
-        return super().extract_init_dict(folded, **kwargs)
+        """diffusers' config loading, on the config upgraded to today's fields
+        (``formats.upgrade_backbone_config``: flat keys folded, schedule keys dropped)."""
+        return super().extract_init_dict(upgrade_backbone_config(config_dict), **kwargs)
 
     @property
     def network_config(self) -> DiffusionConfig:
@@ -203,7 +201,7 @@ class QGFDDiffusionBackbone(ModelMixin, ConfigMixin):
         graph: adjacency over the L tokens, [B, L, L] or [L, L], dense or torch sparse; None
             uses the ``layout_graph``. Read only by a backbone that uses a graph
             (``DiffusionConfig.uses_graph``), ignored by others.
-        return_dict: False (default, seed 001's call) returns the prediction [B, L, C];
+        return_dict: False (default, prototype 001's call) returns the prediction [B, L, C];
             True returns it as ``QGFDBackboneOutput(sample=...)``, the diffusers convention.
         """
         B, L, _ = x_t.shape

@@ -13,7 +13,8 @@ per branch b (self-attention, cross-attention, MLP) the regression
 The regression is zero-initialised, so every gate starts at 0 and a fresh block is the identity.
 
 With ``alpha_from_timestep`` QGFD's alpha is one more regression on c, per head h:
-a_h(c) = sigmoid(logit(alpha) + w_h . SiLU(c) + b_h), w and b zero-initialised (issue 15).
+a_h(c) = sigmoid(logit(alpha) + w_h . SiLU(c) + b_h), w and b zero-initialised, so training
+starts at the fixed alpha and learns how much to mix at each noise level.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def zero_init_modulation(width: int, num_chunks: int) -> nn.Sequential:
 
 
 class FeedForward(nn.Module):
-    """Position-wise MLP D -> d_ff -> D with tanh-GELU (seed 001's ``PositionwiseFFN``)."""
+    """Position-wise MLP D -> d_ff -> D with tanh-GELU (prototype 001's ``PositionwiseFFN``)."""
 
     def __init__(self, width: int, hidden: int, dropout: float = 0.0):
         super().__init__()
@@ -90,7 +91,7 @@ class DiTBlock(nn.Module):
     attn_mask: a self-attention mask with the padding already folded in (a graph's 1-hop mask,
     ``graph_attention_mask``); it replaces latent_mask there. graph: the adjacency QGFD's
     ``graph`` transition walks on (other kernels ignore it).
-    Cross-attention (when ``cfg.cond_dim`` is set) uses plain SDPA: the seed keeps QGFD for
+    Cross-attention (when ``cfg.cond_dim`` is set) uses plain SDPA: prototype 001 keeps QGFD for
     self-attention, where the transition over keys is defined on the tokens being denoised.
     """
 

@@ -8,9 +8,9 @@ saves in its ``config.json``; QGFD's settings nested as ``qgfd``, a ``QGFDOption
 noise schedule (``schedule``, a ``NoiseScheduleConfig`` from ``qgfd_diffusion.schedules``,
 saved as ``scheduler/`` beside the model). The backbone never sees the schedule.
 
-Seed 001 wrote one flat config: ``DiffusionConfig(d_model=512, ..., num_timesteps=1000,
+Prototype 001 wrote one flat config: ``DiffusionConfig(d_model=512, ..., num_timesteps=1000,
 qgfd_steps=1)``. Those spellings, and the flat ``qgfd_*`` / schedule keys of configs written
-before the split, are accepted at the edge (``fold_seed_spellings``) and stored in their one
+before the split, are accepted at the edge (``formats.fold_flat_keys``) and stored in their one
 place; ``cfg.num_timesteps`` still reads the schedule's T.
 
 Closed choices are Literals checked at construction, with an error that names the field and
@@ -26,46 +26,12 @@ from typing import Any, Literal
 from ..attention.kernels import AttentionKind, DIFFormerVariant, HeatMode
 from ..attention.options import QGFDOptions, canonical_qgfd_keys
 from ..checks import check_choice, check_int, check_range
+from ..formats import fold_flat_keys
 from ..graphs import LayoutGraphKind
-from ..schedules.config import SCHEDULE_ALIASES, NoiseScheduleConfig
+from ..schedules.config import NoiseScheduleConfig
 
-# Default of ``cond_dim``: condition tokens as wide as the model (seed 001's contract).
+# Default of ``cond_dim``: condition tokens as wide as the model (prototype 001's contract).
 MODEL_WIDTH = "d_model"
-# Flat keys of the pre-split config -> (nested section, key inside it)
-_QGFD_FLAT = ("qgfd_steps", "qgfd_alpha", "qgfd_topk", "qgfd_temperature", "qgfd_alpha_mode")
-_QGFD_FLAT += ("qgfd_warmup_steps", "transition", "iteration")
-_SCHEDULE_FLAT = ("num_timesteps", *NoiseScheduleConfig.field_names())
-
-
-def fold_seed_spellings(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat seed-001 / pre-split keys -> the nested ``qgfd`` and ``schedule`` sections.
-
-    ``{"qgfd_steps": 1, "num_timesteps": 1000}`` -> ``{"qgfd": {"steps": 1},
-    "schedule": {"num_train_timesteps": 1000}}``, merged into sections given as well. A nested
-    section given as an object (``QGFDOptions``) is kept as it is.
-    """
-    values = dict(values)
-    qgfd_flat = {k: values.pop(k) for k in _QGFD_FLAT if k in values}
-    schedule_flat = {k: values.pop(k) for k in _SCHEDULE_FLAT if k in values}
-    if qgfd_flat:
-        values["qgfd"] = _merge(values.get("qgfd"), canonical_qgfd_keys(qgfd_flat), "qgfd")
-    if schedule_flat:
-        renamed = {SCHEDULE_ALIASES.get(k, k): v for k, v in schedule_flat.items()}
-        values["schedule"] = _merge(values.get("schedule"), renamed, "schedule")
-    return values
-
-
-def _merge(section: Any, flat: dict[str, Any], name: str) -> dict[str, Any]:
-    if section is None:
-        return flat
-    base = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-    clash = sorted(set(base) & set(flat))
-    if clash and not hasattr(section, "to_dict"):
-        raise ValueError(
-            f"{name}: {clash} given both flat (a seed spelling) and inside the {name!r} section; "
-            f"set {', '.join(f'{name}.{key}' for key in clash)} only"
-        )
-    return {**base, **flat}
 
 
 @dataclass(frozen=True, init=False)
@@ -75,7 +41,7 @@ class DiffusionConfig:
     attention: self-attention kind (``qgfd``, ``sdpa``, ``heat``, ``difformer``); ``qgfd``
         holds QGFD's settings (``QGFDOptions``).
     cond_dim: width Dc of the condition tokens; ``"d_model"`` (default) = the model width, as
-        seed 001 documents; None builds no cross-attention.
+        prototype 001 documents; None builds no cross-attention.
     cond_dropout_prob: probability of replacing the condition by the learned null condition in
         training (classifier-free guidance, Ho & Salimans 2022).
     num_modalities: rows of the modality embedding; None = as many as the model's adapters.
@@ -96,7 +62,7 @@ class DiffusionConfig:
     Graph fields default to off, so configs saved before them load unchanged.
     """
 
-    # Seed-001 network fields.
+    # Prototype 001's network fields.
     d_model: int = 512
     num_heads: int = 8
     num_layers: int = 4
@@ -115,7 +81,7 @@ class DiffusionConfig:
     num_modalities: int | None = None
     # Self-conditioning (Chen et al. 2022, "Analog Bits"): the previous x0 estimate is an input.
     self_conditioning: bool = False
-    # Graphs over the latent tokens (issue 15).
+    # Graphs over the latent tokens (off by default, so configs saved before them load).
     graph_mask: bool = False
     layout_graph: LayoutGraphKind = "none"
     graph_positions: int = 0
@@ -126,8 +92,8 @@ class DiffusionConfig:
     schedule: NoiseScheduleConfig | None = field(default_factory=NoiseScheduleConfig)
 
     def __init__(self, **values: Any):
-        """Keyword fields, in the nested form or the flat seed spellings (``qgfd_steps=...``)."""
-        values = fold_seed_spellings(values)
+        """Keyword fields, nested or as flat prototype-001 keys (``qgfd_steps=...``)."""
+        values = fold_flat_keys(values)
         unknown = sorted(set(values) - set(self.field_names()))
         if unknown:
             raise ValueError(
@@ -201,11 +167,11 @@ class DiffusionConfig:
                 f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
             )
 
-    # -- seed-001 reads ---------------------------------------------------------------------
+    # -- prototype-001 reads -----------------------------------------------------------------
 
     @property
     def num_timesteps(self) -> int:
-        """T of the noise schedule (seed 001 reads ``cfg.num_timesteps``)."""
+        """T of the noise schedule (prototype 001 reads ``cfg.num_timesteps``)."""
         if self.schedule is None:
             raise AttributeError(
                 "this config describes a network only (a backbone's); its noise schedule is "

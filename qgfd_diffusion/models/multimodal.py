@@ -8,12 +8,12 @@ into the shared widths), encodes raw batches into the shared space, computes the
 THE training objective (``schedules.DiffusionObjective``) and saves / loads itself as
 safetensors + JSON (``backbone/``, ``scheduler/``, ``adapters/``: the layout of a diffusers
 pipeline folder, see ``sample.pipeline.QGFDPipeline``). Sampling lives in
-``qgfd_diffusion.sample``; seed 001's method names in ``qgfd_diffusion.compat``.
+``qgfd_diffusion.sample``; prototype 001's constructor and method names in
+``qgfd_diffusion.compat``, which builds on this module (never the other way round).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -22,41 +22,37 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..adapters.base import ModalityAdapter, load_adapter
-from ..compat.seed001 import Seed001Methods, seed_adapters
+from ..adapters.base import ModalityAdapter
+from ..formats import adapter_set_config, read_noise_schedule
 from ..latents import LatentBatch, LatentLayout
-from ..schedules.config import NoiseScheduleConfig, load_noise_schedule
+from ..schedules.config import NoiseScheduleConfig
 from ..schedules.objective import DiffusionObjective, TokenLoss
 from .adapter_set import ADAPTERS_FOLDER, AdapterSet
 from .backbone import CONFIG_FILE, QGFDDiffusionBackbone
 from .config import DiffusionConfig
 from .latent_space import FixedLatentEmbedding
 
-LEGACY_MANIFEST = "qgfd_model.json"  # the modality list of folders written before AdapterSet
 BACKBONE_FOLDER = "backbone"
 
 
-class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
+class SharedQGFDDiffusionModel(nn.Module):
     """A ``QGFDDiffusionBackbone`` shared by named modalities, each with its frozen adapter.
 
-    ``adapters={"name": adapter, ...}`` takes any adapters; seed 001's
-    ``SharedQGFDDiffusionModel(cfg, text_hf_name=..., image_hf_name=...)`` builds its T5 text +
-    ViT image pair. Each modality gets a modality id (its position), a fixed map of its latents
-    into the shared width and, where it has conditions, a fixed map of its condition tokens into
-    ``cond_dim``. ``cfg.num_modalities=None`` makes room for the adapters given here.
+    ``adapters={"name": adapter, ...}`` takes any adapters. Each modality gets a modality id (its
+    position), a fixed map of its latents into the shared width and, where it has conditions, a
+    fixed map of its condition tokens into ``cond_dim``. ``cfg.num_modalities=None`` makes room
+    for the adapters given here.
     """
 
     def __init__(
         self,
         shared_cfg: DiffusionConfig,
-        text_hf_name: str | None = None,
-        image_hf_name: str | None = None,
         *,
         adapters: Mapping[str, ModalityAdapter] | None = None,
         backbone: QGFDDiffusionBackbone | None = None,
     ):
         super().__init__()
-        named = {**seed_adapters(text_hf_name, image_hf_name), **(adapters or {})}
+        named = dict(adapters or {})
         cfg = shared_cfg.with_modalities(len(named))
         if cfg.schedule is None:
             raise ValueError(
@@ -209,13 +205,16 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
     ) -> SharedQGFDDiffusionModel:
         """Load a folder written by ``save_pretrained`` (or a ``QGFDPipeline`` folder);
         ``backbone_folder`` picks other saved weights of the same network (e.g.
-        ``backbone_ema``). Folders from before ``scheduler/`` and ``adapters/config.json``
-        existed load too (schedule from the backbone's config.json, modalities from
-        ``qgfd_model.json``)."""
+        ``backbone_ema``). Folders written before ``scheduler/`` and ``adapters/config.json``
+        existed load too (``formats``). Like diffusers' loaders, returns the model in eval
+        mode."""
         directory = Path(directory)
         backbone = QGFDDiffusionBackbone.from_pretrained(directory / backbone_folder)
-        schedule = load_noise_schedule(directory, directory / BACKBONE_FOLDER / CONFIG_FILE)
-        return cls.from_parts(backbone, schedule, _load_adapter_set(directory))
+        schedule = read_noise_schedule(directory, directory / BACKBONE_FOLDER / CONFIG_FILE)
+        adapters_folder = directory / ADAPTERS_FOLDER
+        config = adapter_set_config(directory, adapters_folder)
+        adapters = AdapterSet.from_folder(adapters_folder, config)
+        return cls.from_parts(backbone, schedule, adapters).eval()
 
     @classmethod
     def from_parts(
@@ -226,21 +225,3 @@ class SharedQGFDDiffusionModel(Seed001Methods, nn.Module):
         model = cls(cfg, adapters=dict(adapters.adapters), backbone=backbone)
         model.layouts = adapters.layouts
         return model
-
-
-def _load_adapter_set(directory: Path) -> AdapterSet:
-    """adapters/ as an ``AdapterSet``; folders written before it read ``qgfd_model.json``."""
-    if (directory / ADAPTERS_FOLDER / AdapterSet.config_name).is_file():
-        return AdapterSet.from_pretrained(directory / ADAPTERS_FOLDER)
-    manifest_file = directory / LEGACY_MANIFEST
-    if not manifest_file.is_file():
-        raise FileNotFoundError(
-            f"not a saved qgfd model (no {ADAPTERS_FOLDER}/{AdapterSet.config_name} and no "
-            f"{LEGACY_MANIFEST}): {directory}"
-        )
-    manifest = json.loads(manifest_file.read_text())
-    adapters = {
-        name: load_adapter(directory / ADAPTERS_FOLDER / name) for name in manifest["modalities"]
-    }
-    layouts = {k: LatentLayout.from_dict(v) for k, v in manifest["layouts"].items()}
-    return AdapterSet.from_adapters(adapters, layouts)

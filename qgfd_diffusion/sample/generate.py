@@ -2,6 +2,10 @@
 
 Dimension legend: B samples, L latent tokens, C shared latent width, Ca the adapter's width,
 Lc condition tokens, Dc condition width.
+
+The reverse process is ``sampler.sample_latents``, the one loop every caller runs (the pipeline
+calls ``generate`` on its model view). The backbone samples in the mode it is in (diffusers'
+convention: loaded models are in eval mode); nothing here switches it.
 """
 
 from __future__ import annotations
@@ -70,8 +74,6 @@ def generate(
     if condition is not None:
         cond_tokens, cond_mask = adapter.encode_condition(condition)
         cond_tokens = model.shared_condition(name, cond_tokens.to(model.backbone.dtype))
-    was_training = model.backbone.training
-    model.backbone.eval()
     latents = sample_latents(
         model.backbone,
         scheduler or make_scheduler("ddim", model.schedule),
@@ -89,7 +91,6 @@ def generate(
         graph=None if graph is None else check_graph(graph, num_samples, layout.num_tokens),
         progress=progress,
     )
-    model.backbone.train(was_training)
     adapter_latents = model.latent_maps[name].inverse(latents)
     decoded = adapter.decode(adapter_latents) if decode and adapter.can_decode else None
     return SampleOutput(latents, adapter_latents, layout, None, decoded)

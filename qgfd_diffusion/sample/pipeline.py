@@ -12,10 +12,18 @@ A training run's ``final/`` is such a folder, so ``QGFDPipeline.from_pretrained(
 once ``qgfd_diffusion`` is imported, ``DiffusionPipeline.from_pretrained(final)`` load it.
 Schedulers swap the diffusers way:
 ``pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)``.
+
+The components sample as one ``SharedQGFDDiffusionModel`` (``model()``): a view that shares their
+weights, built on first use and rebuilt only when a component changes (another denoiser, an EMA
+switch, another noise schedule, adapter set or device). Like every diffusers pipeline, this one
+samples its modules in the mode they are in and never switches them: loaded components are in
+eval mode, and a training loop samples an eval-mode copy of its weights (its EMA copy), never
+the live ones.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -78,6 +86,8 @@ class QGFDPipeline(DiffusionPipeline):
             backbone=backbone, scheduler=scheduler, adapters=adapters, backbone_ema=backbone_ema
         )
         self.use_ema = use_ema
+        self._view: SharedQGFDDiffusionModel | None = None
+        self._view_key: tuple = ()
 
     @classmethod
     def from_model(
@@ -115,10 +125,22 @@ class QGFDPipeline(DiffusionPipeline):
         return sampling_condition(self.model(), modality, num_samples, class_labels, prompt)
 
     def model(self) -> SharedQGFDDiffusionModel:
-        """The components as a ``SharedQGFDDiffusionModel`` (sharing their weights)."""
+        """The components as one ``SharedQGFDDiffusionModel`` sharing their weights (module
+        docstring): built once, rebuilt only when ``_components_key`` changes."""
+        key = self._components_key()
+        if self._view is None or key != self._view_key:
+            schedule = NoiseScheduleConfig.from_mapping(self.scheduler.config)
+            view = SharedQGFDDiffusionModel.from_parts(self.denoiser, schedule, self.adapters)
+            self._view, self._view_key = view.to(self.denoiser.device), key
+        return self._view
+
+    def _components_key(self) -> tuple:
+        """What the view is built from: modules by identity (a tuple compares its items with
+        ``==``, which for modules is ``is``), the schedule and layouts by value."""
         schedule = NoiseScheduleConfig.from_mapping(self.scheduler.config)
-        model = SharedQGFDDiffusionModel.from_parts(self.denoiser, schedule, self.adapters)
-        return model.to(self.denoiser.device).eval()
+        adapters = tuple(self.adapters.adapters.items())
+        layouts = json.dumps(self.adapters.config.layouts, sort_keys=True)
+        return (self.denoiser, self.denoiser.device, schedule, self.adapters, adapters, layouts)
 
     @torch.no_grad()
     def __call__(
@@ -143,7 +165,6 @@ class QGFDPipeline(DiffusionPipeline):
         (``guidance_scale`` != 1) needs a condition; on an unconditional modality it is an error,
         never silently ignored. clamp_steps: text only, Diffusion-LM's clamping over the last
         steps (``sample.sampler``).
-        never silently ignored.
         graph: the graph to generate on ([B, L, L] or [L, L] adjacency, dense or torch sparse),
         for backbones that read one (graph-signal data, ``qgfd sample --graph FILE``).
         """

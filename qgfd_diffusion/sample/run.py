@@ -7,13 +7,14 @@ decoded outputs where the adapter decodes (PNG grid, .txt, .wav, .csv, GIF), and
 ``sample_config.json`` (what produced them). Same checkpoint, same options, same seed: same bytes.
 
 What loads (``load_pipeline``): a run folder (its ``final/``), a pipeline folder
-(``model_index.json``), a model folder written before pipelines (``qgfd_model.json``), or one of
-a run's ``checkpoints/step-*`` folders.
+(``model_index.json``) or a model folder (``SharedQGFDDiffusionModel.save_pretrained``, including
+those written before pipelines). A run's ``checkpoints/step-*`` folders are the training loop's
+own format: ``qgfd_diffusion.train.load_trained_pipeline`` loads those too (``qgfd sample`` uses
+it).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 import torch
 
 from ..graphs import load_graph_file
-from ..latents import LatentLayout
 from ..models.multimodal import BACKBONE_FOLDER, SharedQGFDDiffusionModel
 from ..schedules.config import NoiseScheduleConfig
 from .options import SampleOptions
@@ -37,8 +37,8 @@ CHECKPOINT_PREFIX = "step-"
 def load_pipeline(
     checkpoint: str | Path, use_ema: bool = True, device: str | torch.device | None = None
 ) -> QGFDPipeline:
-    """Any trained folder (module docstring) -> its pipeline, EMA weights unless ``use_ema``
-    is False, on ``device`` (default: where it loads, the CPU)."""
+    """A run, pipeline or model folder (module docstring) -> its pipeline, EMA weights unless
+    ``use_ema`` is False, on ``device`` (default: where it loads, the CPU), in eval mode."""
     folder = Path(checkpoint)
     if not folder.exists():
         raise FileNotFoundError(f"checkpoint not found: {folder}")
@@ -47,48 +47,26 @@ def load_pipeline(
     if (folder / PIPELINE_INDEX).is_file():
         pipe = QGFDPipeline.from_pretrained(folder, use_ema=use_ema)
     elif folder.name.startswith(CHECKPOINT_PREFIX):
-        pipe = pipeline_from_checkpoint(folder, use_ema)
+        raise ValueError(
+            f"{folder} is a training checkpoint: load it with "
+            "qgfd_diffusion.train.load_trained_pipeline (as qgfd sample does)"
+        )
     elif not (folder / BACKBONE_FOLDER).is_dir():
         raise FileNotFoundError(
             f"not a saved qgfd model: {folder} has no {PIPELINE_INDEX}, no {BACKBONE_FOLDER}/ "
             "and is no checkpoints/step-* folder"
         )
-    else:  # a model folder written before model_index.json
+    else:  # a model folder (SharedQGFDDiffusionModel.save_pretrained)
         weights = EMA_FOLDER if use_ema and (folder / EMA_FOLDER).is_dir() else BACKBONE_FOLDER
         model = SharedQGFDDiffusionModel.from_pretrained(folder, backbone_folder=weights)
         pipe = QGFDPipeline.from_model(model)
     return pipe if device is None else pipe.to(device)
 
 
-def pipeline_from_checkpoint(folder: Path, use_ema: bool = True) -> QGFDPipeline:
-    """A training checkpoint (``checkpoints/step-*``) as a pipeline: its run config, adapters,
-    layouts, live weights and EMA weights, as the trainer restores them."""
-    from diffusers.training_utils import EMAModel
-
-    from ..adapters import load_adapter
-    from ..train.checkpoint import load_part
-    from ..train.config import run_config_from_dict
-    from ..train.manifest import verify_checkpoint
-
-    verify_checkpoint(folder)  # every file against the checkpoint's manifest, adapters too
-    trainer = load_part(folder, "trainer")
-    config = run_config_from_dict(trainer["config"])
-    adapters = {name: load_adapter(folder / "adapters" / name) for name in trainer["modalities"]}
-    model = SharedQGFDDiffusionModel(config.model_config(), adapters=adapters)
-    model.layouts = {k: LatentLayout.from_dict(v) for k, v in trainer["layouts"].items()}
-    model.backbone.load_state_dict(load_part(folder, "backbone"))
-    ema_backbone = None
-    if use_ema:
-        ema = EMAModel(model.backbone.parameters())
-        ema.load_state_dict(load_part(folder, "ema"))
-        ema_backbone = copy.deepcopy(model.backbone)
-        ema.copy_to(ema_backbone.parameters())
-    return QGFDPipeline.from_model(model, backbone_ema=ema_backbone)
-
-
 def load_trained_model(checkpoint: str | Path, use_ema: bool = True) -> SharedQGFDDiffusionModel:
-    """Any trained folder -> the model (EMA weights if any, unless ``use_ema`` is False)."""
-    return load_pipeline(checkpoint, use_ema=use_ema).model()
+    """A run, pipeline or model folder -> its model (EMA weights if any, unless ``use_ema``
+    is False), the pipeline's model view."""
+    return load_pipeline(checkpoint, use_ema=use_ema).model().eval()  # its own, fresh pipeline
 
 
 def sample_to_folder(
@@ -108,19 +86,15 @@ def sample_to_folder(
     pipe.set_progress_bar_config(disable=not progress)
     output = pipe(
         modality,
-        num_samples=options.num_samples,
-        num_inference_steps=options.steps,
-        guidance_scale=options.guidance,
-        eta=options.eta,
-        clamp_steps=options.clamp_steps,
-        class_labels=options.classes,
-        prompt=options.prompts,
+        **options.call_kwargs(),
+        class_labels=options.class_labels,
+        prompt=options.prompt,
         generator=torch.Generator().manual_seed(options.seed),
         output_type="pt",
         graph=None if options.graph is None else load_graph_file(options.graph),
     )
     adapter = pipe.adapters.adapters[modality]
-    condition = pipe.condition(modality, options.num_samples, options.classes, options.prompts)
+    condition = pipe.condition(modality, options.num_samples, options.class_labels, options.prompt)
     metadata = {
         "modality": modality,
         "layout": pipe.adapters.layouts[modality].to_dict(),

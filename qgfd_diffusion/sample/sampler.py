@@ -163,8 +163,8 @@ def sample_latents(
     ``clamp_steps`` steps (module docstring).
     graph: the adjacency over the L tokens to generate on ([B, L, L] or [L, L], dense or
         sparse), a condition held fixed through the reverse process.
-    Device and dtype come from the backbone's parameters; the backbone's train/eval mode is
-    left as it is (call ``eval()`` first to switch dropout off).
+    Device and dtype come from the backbone's parameters; the backbone samples in the mode it is
+    in (loaded backbones are in eval mode; nothing here switches it).
     """
     parameter = next(backbone.parameters())
     device, dtype = parameter.device, parameter.dtype

@@ -6,7 +6,6 @@ from .config import (
     BetaSchedule,
     NoiseScheduleConfig,
     PredictionType,
-    load_noise_schedule,
 )
 from .objective import DiffusionObjective, ObjectiveOutput, TrainingDraws
 from .training import (
@@ -30,7 +29,6 @@ __all__ = [
     "TrainingDraws",
     "alpha_bar",
     "diffusion_loss",
-    "load_noise_schedule",
     "min_snr_weights",
     "per_sample_error",
     "predict_x0",

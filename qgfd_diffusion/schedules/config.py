@@ -6,8 +6,8 @@ The denoiser never sees betas (STYLE.md 1): the schedule is this config, saved t
 way as a ``scheduler/`` folder beside the model and read back from there. The folder holds the
 default sampler (a ``DDIMScheduler``, as ``qgfd sample`` uses) with exactly these fields, so a
 diffusers pipeline loaded from the folder samples with it; training reads only the fields here
-and builds its ``DDPMScheduler`` from them. Folders written before ``scheduler/`` existed kept
-the same fields in the backbone's ``config.json``; :func:`load_noise_schedule` reads them there.
+and builds its ``DDPMScheduler`` from them. (Folders written before ``scheduler/`` existed kept
+the same fields in the backbone's ``config.json``; ``qgfd_diffusion.formats`` reads them there.)
 
 Symbols (Ho et al. 2020): beta_t for t in {0, ..., T-1} from ``beta_schedule`` between
 ``beta_start`` and ``beta_end``; the network predicts ``prediction_type`` (epsilon, v or x0).
@@ -15,7 +15,6 @@ Symbols (Ho et al. 2020): beta_t for t in {0, ..., T-1} from ``beta_schedule`` b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,7 +29,7 @@ BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
 
 SCHEDULER_FOLDER = "scheduler"
 SCHEDULER_CONFIG = "scheduler_config.json"
-# seed-001 / pre-scheduler/ spelling -> field
+# prototype-001 spelling -> field
 SCHEDULE_ALIASES = {"num_timesteps": "num_train_timesteps"}
 
 
@@ -82,13 +81,3 @@ class NoiseScheduleConfig:
         folder = Path(directory) / SCHEDULER_FOLDER
         self.sampling_scheduler().save_pretrained(folder)
         return folder
-
-
-def load_noise_schedule(directory: str | Path, legacy_config: str | Path) -> NoiseScheduleConfig:
-    """The schedule saved beside a model: ``directory/scheduler/``, or, in folders written
-    before it existed, the schedule fields of the backbone's ``legacy_config`` JSON."""
-    saved = Path(directory) / SCHEDULER_FOLDER / SCHEDULER_CONFIG
-    source = saved if saved.is_file() else Path(legacy_config)
-    if not source.is_file():
-        raise FileNotFoundError(f"no noise schedule in {directory}: neither {saved} nor {source}")
-    return NoiseScheduleConfig.from_mapping(json.loads(source.read_text()))

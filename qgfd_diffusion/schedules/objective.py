@@ -20,7 +20,7 @@ Self-conditioning (Chen et al. 2022, "Analog Bits", Alg. 1): for a random half o
 trained pass reads it, f_theta(x_t, t, c, sg(x0_hat)); the other samples read zeros.
 
 Like DiT's ``training_losses``, every caller goes through :class:`DiffusionObjective`: the
-trainer (training and validation), ``SharedQGFDDiffusionModel.loss``, the seed-001 models and
+trainer (training and validation), ``SharedQGFDDiffusionModel.loss``, prototype 001's models and
 the benchmarks. Its randomness (t, eps, the condition drop, in that order) comes from one
 explicit ``torch.Generator``, drawn for the whole batch; ``shard=`` then keeps one process's
 slice, so N data-parallel processes match one process at the same global batch.

@@ -23,14 +23,13 @@ every checkpoint and the final model.
 
 from __future__ import annotations
 
-import copy
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
-from ..models.config import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
+from ..formats import fold_flat_keys, upgrade_run_config
+from ..models.config import DIFFUSION_PRESETS, DiffusionConfig
 from ..sample.options import SampleSettings
 from .config_checks import check_run_config
 from .logs import check_trackers
@@ -190,13 +189,9 @@ class RunConfig:
         return to_plain(self)
 
 
-# Keys of earlier configs that never did anything; dropped with a warning so old files load.
-RETIRED_KEYS = ("log_every", "modality_id")
-
-
 def resolve_model_section(data: dict) -> dict:
     """``model: {preset: NAME, ...}`` -> the preset's sizes overridden by the rest; flat seed
-    spellings (``qgfd_alpha``, ``num_timesteps``, ...) folded into ``qgfd`` / ``schedule``."""
+    keys (``qgfd_alpha``, ``num_timesteps``, ...) folded into ``qgfd`` / ``schedule``."""
     model = dict(data.get("model") or {})
     preset = model.pop("preset", None)
     if preset is not None and preset not in DIFFUSION_PRESETS:
@@ -204,38 +199,18 @@ def resolve_model_section(data: dict) -> dict:
             "model.preset", f"must be one of {list(DIFFUSION_PRESETS)}, got {preset!r}"
         )
     try:
-        model = fold_seed_spellings(model)
+        model = fold_flat_keys(model)
     except ValueError as error:
         raise ConfigError("model", str(error)) from None
     sizes = DIFFUSION_PRESETS[preset] if preset is not None else {}
     return {**data, "model": {**sizes, **model}}
 
 
-def drop_retired_keys(data: dict) -> dict:
-    """Remove ``RETIRED_KEYS`` (with a warning naming them), so configs written before load;
-    ``train.tensorboard`` (a bool, before ``train.log_with``) becomes ``log_with``."""
-    data = copy.deepcopy(data)
-    train = data.get("train")
-    if isinstance(train, dict) and "tensorboard" in train and "log_with" not in train:
-        train["log_with"] = ["tensorboard"] if train.pop("tensorboard") else []
-    phases = data.get("phases") if isinstance(data.get("phases"), list) else []
-    sections = [("train", data.get("train"))]
-    sections += [(f"phases[{i}]", phase) for i, phase in enumerate(phases)]
-    found = []
-    for where, section in sections:
-        for key in RETIRED_KEYS if isinstance(section, dict) else ():
-            if key in section:
-                del section[key]
-                found.append(f"{where}.{key}")
-    if found:
-        warnings.warn(f"ignoring retired config keys {found} (they had no effect)", stacklevel=3)
-    return data
-
-
 def run_config_from_dict(data: dict, overrides: list[str] | None = None) -> RunConfig:
     """Dict (+ ``dotted.key=value`` overrides) -> a RunConfig checked in full: the dataclasses'
-    own checks, then the registries' (``config_checks``): every error names its dotted path."""
-    data = drop_retired_keys(apply_overrides(data, overrides or []))
+    own checks, then the registries' (``config_checks``): every error names its dotted path.
+    Old keys are upgraded first (``formats.upgrade_run_config``), so configs written before load."""
+    data = upgrade_run_config(apply_overrides(data, overrides or []))
     config = build_dataclass(RunConfig, resolve_model_section(data))
     check_run_config(config)
     return config

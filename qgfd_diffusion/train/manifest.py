@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..formats import is_bare_step_marker
+
 COMPLETE_MARKER = "COMPLETE"
 MANIFEST_FORMAT = 1
 HASH_CHUNK = 1 << 20  # bytes read at a time while hashing
@@ -72,7 +74,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError) as error:
         reason = f"cannot read its {COMPLETE_MARKER} marker ({error})"
         raise CheckpointDamaged(folder, reason) from None
-    if text.strip().isdigit():
+    if is_bare_step_marker(text):
         return None
     try:
         data = json.loads(text)

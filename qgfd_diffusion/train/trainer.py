@@ -1,5 +1,9 @@
 """The training loop: phases on one backbone, on HF accelerate, resumable bit for bit.
 
+The loop lives here; around it: opening the run folder and the resume choice (run_folder.py),
+a checkpoint read back as a model (checkpoint_model.py), the end of the run (export.py) and
+the trackers' samples (tracker_samples.py).
+
 Run folder (``output_dir``):
     config.json          the resolved run config
     metrics.jsonl        one line per optimiser step: step, phase, loss, lr, grad_norm, ...
@@ -18,51 +22,40 @@ process at the same global batch. ``accelerate launch`` / ``torchrun`` start the
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import math
-import os
-import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, broadcast_object_list
+from accelerate.utils import ProjectConfiguration
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..attention.kernels import set_qgfd_step
-from ..graphs import save_graph_file
-from ..latents import LatentLayout
 from ..models.multimodal import SharedQGFDDiffusionModel
-from ..sample.pipeline import QGFDPipeline
-from .checkpoint import (
-    capture_rng_state,
-    choose_resume_checkpoint,
-    load_part,
-    restore_rng_state,
-    save_checkpoint,
-)
-from .config import PhaseConfig, RunConfig, run_config_from_dict
+from .checkpoint import capture_rng_state, load_part, restore_rng_state, save_checkpoint
+from .checkpoint_model import restore_model
+from .config import PhaseConfig, RunConfig
 from .data import infinite_batches, make_dataloader
+from .errors import TrainingError
+from .export import check_finite_weights, export_final
 from .graph_signals import dataset_graphs
 from .logs import TRACKER_FOLDER, MetricsLog
 from .phases import PhaseData, build_phase_adapter, check_sources, load_phase_data
+from .run_folder import open_run_folder
+from .tracker_samples import log_tracker_samples
 
-TRACKED_SAMPLES = 16  # samples a tracker gets every train.sample_every steps
 VALIDATION_SEED_OFFSET = 10_000  # validation noise is drawn apart from the training stream
-log = logging.getLogger(__name__)  # one line per note: resume choices, what a check waits for
+log = logging.getLogger(__name__)  # one line per note: what a check waits for
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. too many non-finite losses); nothing non-finite was saved."""
+__all__ = ["LoopState", "Trainer", "TrainingError"]
 
 
 @dataclass
@@ -106,7 +99,7 @@ class Trainer:
                 project_dir=str(self.out), logging_dir=str(self.out / TRACKER_FOLDER)
             ),
         )
-        self.checkpoint = self._prepare_output_dir(resume)
+        self.checkpoint = open_run_folder(self.out, config, resume=resume, is_main=self.is_main)
         _seed_everything(config.seed)
         self.model = SharedQGFDDiffusionModel(config.model_config())
         self.objective = self.model.training_objective(config.train.min_snr_gamma)
@@ -136,7 +129,15 @@ class Trainer:
         for index in range(self.state.phase_index, len(self.config.phases)):
             self._run_phase(index, resume_parts)
             resume_parts = None
-        final = self._save_final()
+        final = export_final(
+            self.out,
+            self.model,
+            self.ema,
+            self.config,
+            asdict(self.state),
+            self.accelerator,
+            self.sample_graphs,
+        )
         self.log.close()
         return final
 
@@ -174,7 +175,7 @@ class Trainer:
             )
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
-            self._maybe_log_samples(phase.name)
+            self._maybe_log_samples(phase)
             due = self.state.global_step % self.config.train.checkpoint_every == 0
             if due and self.state.phase_step < phase.steps:  # the last step: the boundary's
                 self._save_checkpoint(run)
@@ -348,7 +349,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
 
     def _save_checkpoint(self, run: PhaseRun | None) -> None:
-        self._check_finite_weights()
+        check_finite_weights(self.model.backbone)
         if self.is_main:
             parts = {
                 "backbone": self.model.backbone.state_dict(),
@@ -382,30 +383,18 @@ class Trainer:
             self.log.flush()
         self.accelerator.wait_for_everyone()
 
-    def _restore(self, folder: Path) -> dict:
+    def _restore(self, folder: Path) -> dict | None:
         """Load a checkpoint; returns the parts the current phase needs when it starts."""
-        trainer = load_part(folder, "trainer")
-        saved = run_config_from_dict(trainer["config"])
-        if saved.model != self.config.model:
-            raise TrainingError(
-                f"{folder} was written by a run with another model config; "
-                "resume with the same config (or start a new output dir)"
-            )
-        for name in trainer["modalities"]:
-            self.model.add_modality(name, _load_checkpoint_adapter(folder / "adapters" / name))
-        self.model.layouts = {k: LatentLayout.from_dict(v) for k, v in trainer["layouts"].items()}
-        self.model.backbone.load_state_dict(load_part(folder, "backbone"))
-        self.ema.load_state_dict(load_part(folder, "ema"))
-        self.state = LoopState(**{k: trainer[k] for k in asdict(LoopState())})
+        restored = restore_model(folder, self.model, self.ema, expected_model=self.config.model)
+        self.state = LoopState(**{k: restored.trainer[k] for k in asdict(LoopState())})
         set_qgfd_step(self.model.backbone, self.state.global_step)
         rng = load_part(folder, "rng")
         self.generator.set_state(rng.pop("generator"))
         restore_rng_state(rng)
         self.log.truncate(self.state.global_step, phases_done=self.state.phase_index)
-        names = ("optimizer", "lr_scheduler", "data")
         if self.state.phase_step == 0:
             return None
-        return {name: load_part(folder, name) for name in names}
+        return {name: load_part(folder, name) for name in ("optimizer", "lr_scheduler", "data")}
 
     def _restore_phase(self, run: PhaseRun, parts: dict) -> None:
         run.optimizer.load_state_dict(parts["optimizer"])
@@ -414,151 +403,30 @@ class Trainer:
         if run.replay_loader is not None:
             run.replay_loader.load_state_dict(parts["data"]["replay"])
 
-    def _prepare_output_dir(self, resume: bool) -> Path | None:
-        """The checkpoint to resume from (None: start from step 0).
+    # -- samples --------------------------------------------------------------------------
 
-        With ``resume``, the main process picks the newest verified checkpoint, setting damaged
-        ones aside (``choose_resume_checkpoint``), and tells every process. A folder with no
-        complete checkpoint holds only what a run stopped before its first one left behind:
-        the run starts from the beginning. One with complete checkpoints of which none
-        verifies is an error: the damage needs a look, not a silent restart.
-        """
-        holds_run = (self.out / "metrics.jsonl").exists() or (self.out / "checkpoints").exists()
-        if holds_run and not resume:
-            raise TrainingError(
-                f"{self.out} already holds a run: pass --resume to continue it, "
-                "or choose another --output-dir"
-            )
-        verdict = [None, None]  # [checkpoint folder, error], decided once for all processes
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            if resume:
-                verdict = self._choose_checkpoint()
-        folder, error = broadcast_object_list(verdict)
-        if error is not None:
-            raise TrainingError(error)
-        return None if folder is None else Path(folder)
-
-    def _choose_checkpoint(self) -> list[str | None]:
-        checkpoints = self.out / "checkpoints"
-        choice = choose_resume_checkpoint(checkpoints)
-        for note in choice.notes:
-            log.warning(note)
-        if choice.folder is not None:
-            log.info(f"resuming from {choice.folder}")
-            return [str(choice.folder), None]
-        if choice.damaged:
-            names = ", ".join(folder.name for folder in choice.damaged)
-            return [None, f"no verified checkpoint left in {checkpoints} (damaged: {names})"]
-        log.warning(f"no complete checkpoint in {self.out} yet: starting from the beginning")
-        return [None, None]
-
-    # -- the end ----------------------------------------------------------------------------
-
-    def _check_finite_weights(self) -> None:
-        bad = [n for n, p in self.model.backbone.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise TrainingError(f"refusing to save non-finite weights (first: {bad[0]})")
-
-    def _save_final(self) -> Path:
-        self._check_finite_weights()
-        in_sync = self._ranks_in_sync()
-        final = self.out / "final"
-        if self.is_main:
-            tmp = self.out / ".final-tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            ema_backbone = copy.deepcopy(self.model.backbone)
-            self.ema.copy_to(ema_backbone.parameters())
-            QGFDPipeline.from_model(self.model, backbone_ema=ema_backbone).save_pretrained(tmp)
-            (tmp / "run_config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            summary = {
-                **asdict(self.state),
-                "processes": self.accelerator.num_processes,
-                "ranks_in_sync": in_sync,
-            }
-            (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            self._write_samples(final)
-        self.accelerator.wait_for_everyone()
-        return final
-
-    def _ranks_in_sync(self) -> bool:
-        """Every process holds the same backbone weights (a checksum gathered from all ranks)."""
-        checksum = torch.stack(
-            [p.detach().double().sum() for p in self.model.backbone.parameters()]
-        ).sum()
-        gathered = self.accelerator.gather(checksum.reshape(1).to(self.accelerator.device))
-        return bool((gathered == gathered[0]).all())
-
-    @torch.no_grad()
-    def _maybe_log_samples(self, phase: str) -> None:
-        """Every ``train.sample_every`` steps: a few samples of the phase, drawn with the EMA
-        weights and a generator of their own, to the trackers. Training state and RNG streams
-        are left exactly as they were (the weights are swapped back), so resume stays exact."""
+    def _maybe_log_samples(self, phase: PhaseConfig) -> None:
+        """Every ``train.sample_every`` steps: a few samples of the phase to the trackers
+        (tracker_samples.py: the run's state is left exactly as it was)."""
         every = self.config.train.sample_every
         if not every or self.state.global_step % every or not (self.is_main and self.log.tracking):
             return
-        options = self.config.sample
-        pipe = QGFDPipeline.from_model(self.model)
-        count = min(options.num_samples, TRACKED_SAMPLES)
-        conditional = pipe.condition(phase, count) is not None
-        self.ema.store(self.model.backbone.parameters())
-        self.ema.copy_to(self.model.backbone.parameters())
-        try:
-            pipe.set_progress_bar_config(disable=True)
-            output = pipe(
-                phase,
-                num_samples=count,
-                num_inference_steps=options.steps,
-                guidance_scale=options.guidance if conditional else 1.0,
-                eta=options.eta,
-                generator=torch.Generator().manual_seed(self.config.seed + self.state.global_step),
-                output_type="pt",
-                graph=self._sample_graphs(self._phase_named(phase), count),
-            )
-        finally:
-            self.ema.restore(self.model.backbone.parameters())
-            self.model.backbone.train()
-        decoded = next((value for key, value in output.items() if key != "latents"), None)
-        self.log.samples(phase, self.state.global_step, decoded)
+        log_tracker_samples(
+            self.log,
+            self.model,
+            self.ema,
+            self.config,
+            phase,
+            self.state.global_step,
+            self.sample_graphs,
+        )
 
-    def _write_samples(self, final: Path) -> None:
-        from ..sample.run import SampleOptions, load_pipeline, sample_to_folder
-
-        options = SampleOptions(**asdict(self.config.sample), seed=self.config.seed)
-        pipe = load_pipeline(final)
-        for phase in self.config.phases:
-            conditional = pipe.condition(phase.name, options.num_samples) is not None
-            phase_options = options if conditional else replace(options, guidance=1.0)
-            folder = self.out / "samples" / phase.name
-            graph = self._sample_graphs(phase, options.num_samples)
-            if graph is not None:  # saved beside the samples: `qgfd sample --graph` reads it
-                phase_options = replace(phase_options, graph=str(save_graph_file(graph, folder)))
-            sample_to_folder(pipe, phase.name, folder, phase_options)
-
-    def _phase_named(self, name: str) -> PhaseConfig:
-        return next(phase for phase in self.config.phases if phase.name == name)
-
-    def _sample_graphs(self, phase: PhaseConfig, count: int) -> torch.Tensor | None:
+    def sample_graphs(self, phase: PhaseConfig, count: int) -> torch.Tensor | None:
         """Held-out graphs to sample a graph-reading backbone on (None: it reads none, or the
         data has none and the layout gives them)."""
         if not self.model.cfg.uses_graph:
             return None
         return dataset_graphs(self._phase_data(phase).validation, count)
-
-
-def _load_checkpoint_adapter(folder: Path):
-    """A checkpoint's adapter with the config it was saved with: loading points its encoder at
-    the checkpoint's copy, but the run (and final/) keep the source the config named."""
-    from ..adapters import load_adapter
-    from ..adapters.base import CONFIG_NAME
-
-    adapter = load_adapter(folder)
-    saved = json.loads((folder / CONFIG_NAME).read_text())["config"]
-    adapter.config = adapter.config_class.from_dict(saved)
-    return adapter
 
 
 def _seed_everything(seed: int) -> None:

@@ -1,6 +1,6 @@
-"""The seed-era factory, per-modality models and the shared text + image model, tiny encoders.
+"""Prototype 001's factory, per-modality models and shared text + image model, tiny encoders.
 
-Seed 001's own code blocks run verbatim in test_seed001_verbatim.py."""
+Prototype 001's own code blocks run verbatim in test_seed001_verbatim.py."""
 
 import json
 import warnings
@@ -10,18 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from qgfd_diffusion import (
-    DDPMBetaSchedule,
-    DiffusionConfig,
-    SharedQGFDDiffusionModel,
-    create_qgfd_diffusion_model,
-)
+from qgfd_diffusion import DDPMBetaSchedule, DiffusionConfig, create_qgfd_diffusion_model
 from qgfd_diffusion.adapters import (
     PatchImageAdapter,
     PatchImageConfig,
     TextAdapter,
     TextAdapterConfig,
 )
+from qgfd_diffusion.compat import SharedQGFDDiffusionModel
 from qgfd_diffusion.latents import LatentLayout
 from qgfd_diffusion.sample import generate
 
@@ -234,3 +230,22 @@ def test_bad_inputs_are_rejected_by_name(tiny_dir):
         model.diffusion_forward(
             torch.zeros(1, 4, 32), torch.tensor([1]), schedule=DDPMBetaSchedule(num_timesteps=5)
         )
+
+
+def test_the_library_model_carries_no_prototype_names():
+    """Prototype 001's constructor and loss names live in compat/, which the models never
+    import: the library's shared model is the plain one."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from qgfd_diffusion import models
+    from qgfd_diffusion.models import SharedQGFDDiffusionModel as LibraryModel
+
+    assert issubclass(SharedQGFDDiffusionModel, LibraryModel)
+    assert "text_hf_name" not in inspect.signature(LibraryModel).parameters
+    assert not hasattr(LibraryModel, "text_diffusion_loss")
+    for source in Path(models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "compat" not in (node.module or ""), f"{source.name} imports compat"

@@ -345,7 +345,7 @@ def test_finished_run_is_rescored_not_retrained(run_quick):
     (run_dir,) = (run_quick.runs_root / "mnist").glob("*/*/seed*")
     metrics = run_dir / "metrics.jsonl"
     before = metrics.read_bytes()
-    result, _ = run_quick("mnist", "--set", "run.sample.guidance=1.5")
+    result, _ = run_quick("mnist", "--set", "run.sample.guidance_scale=1.5")
     assert metrics.read_bytes() == before  # not retrained
     assert math.isfinite(result["rows"][0]["class_accuracy"])
     with pytest.raises(ValueError, match="another training config"):

@@ -1,9 +1,9 @@
-"""DiffusionConfig: presets, the network / schedule split, seed spellings, validation errors."""
+"""DiffusionConfig: presets, the network / schedule split, prototype-001 keys, validation errors."""
 
 import pytest
 
 from qgfd_diffusion.attention import QGFDOptions
-from qgfd_diffusion.models import DIFFUSION_PRESETS, DiffusionConfig, fold_seed_spellings
+from qgfd_diffusion.models import DIFFUSION_PRESETS, DiffusionConfig
 from qgfd_diffusion.schedules import NoiseScheduleConfig
 
 
@@ -47,7 +47,7 @@ def test_seed_001_spellings_fold_into_their_one_home():
     assert flat == nested
     assert "qgfd_alpha" not in flat.to_dict() and "num_timesteps" not in flat.to_dict()
     with pytest.raises(ValueError, match="given both flat .* and inside"):
-        fold_seed_spellings({"qgfd_alpha": 0.2, "qgfd": {"alpha": 0.3}})
+        DiffusionConfig(qgfd_alpha=0.2, qgfd={"alpha": 0.3})
 
 
 def test_network_part_has_no_schedule():

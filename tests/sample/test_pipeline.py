@@ -1,6 +1,9 @@
-"""QGFDPipeline: a saved model as a diffusers pipeline; ``qgfd sample`` is a thin layer on it."""
+"""QGFDPipeline: a saved model as a diffusers pipeline, sampling through one cached model view
+that never switches its modules' modes. ``qgfd sample`` is tested in tests/test_cli.py.
 
-import copy
+The ``saved_pipeline`` fixture (tests/conftest.py): a pipeline folder of a two-modality model
+with distinct live and EMA weights."""
+
 from pathlib import Path
 
 import numpy as np
@@ -8,59 +11,13 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
 from PIL import Image
-from safetensors.torch import load_file
 
-from qgfd_diffusion import DiffusionConfig, QGFDPipeline, SharedQGFDDiffusionModel
-from qgfd_diffusion.adapters import (
-    PatchImageAdapter,
-    PatchImageConfig,
-    TextAdapter,
-    TextAdapterConfig,
-)
-from qgfd_diffusion.cli import main as cli_main
+from qgfd_diffusion import QGFDPipeline, SharedQGFDDiffusionModel
 from qgfd_diffusion.sample import generate
-from qgfd_diffusion.sample.run import load_pipeline
+from qgfd_diffusion.sample.options import SampleOptions
+from qgfd_diffusion.sample.run import load_pipeline, sample_to_folder
 
 STEPS = 3
-
-
-def perturb(module, seed):
-    """Move weights off the adaLN-Zero init (a fresh backbone predicts exactly zero)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=generator))
-    return module
-
-
-@pytest.fixture(scope="module")
-def saved(tiny_dir, tmp_path_factory):
-    """A two-modality model (class-conditional digits, unconditional text with a fitted rounding
-    head) saved as a pipeline folder with distinct live and EMA weights."""
-    torch.manual_seed(0)
-    digits = PatchImageAdapter(
-        PatchImageConfig(image_size=8, patch_size=4, channels=1, num_classes=3)
-    )
-    digits.fit_latent_stats([torch.rand(8, 1, 8, 8)])
-    text = TextAdapter(
-        TextAdapterConfig(
-            encoder_name_or_path=str(tiny_dir("t5")), max_length=8, decoder="rounding"
-        )
-    )
-    lines = ["to be or not to be", "a rose by any other name", "all the world's a stage"]
-    text.fit_latent_stats([lines])
-    text.fit_decoder([lines], steps=5)
-    cfg = DiffusionConfig(
-        d_model=32, num_heads=4, num_layers=1, d_ff=64, latent_dim=32, cond_dim=8, num_timesteps=50
-    )
-    model = SharedQGFDDiffusionModel(cfg, adapters={"digits": digits, "text": text})
-    model.encode("digits", {"images": torch.rand(2, 1, 8, 8), "labels": torch.tensor([0, 1])})
-    model.encode("text", lines)
-    perturb(model.backbone, 1)
-    ema = perturb(copy.deepcopy(model.backbone), 2)
-    folder = tmp_path_factory.mktemp("pipeline") / "final"
-    QGFDPipeline.from_model(model, backbone_ema=ema).save_pretrained(folder)
-    return folder, model, ema
 
 
 def latents_of(model, backbone, modality, condition=None, guidance=1.0, seed=0, count=4):
@@ -78,8 +35,8 @@ def latents_of(model, backbone, modality, condition=None, guidance=1.0, seed=0, 
     ).latents
 
 
-def test_diffusers_loads_the_folder_with_ema_weights_by_default(saved):
-    folder, model, ema = saved
+def test_diffusers_loads_the_folder_with_ema_weights_by_default(saved_pipeline):
+    folder, model, ema = saved_pipeline
     pipe = DiffusionPipeline.from_pretrained(folder)
     assert isinstance(pipe, QGFDPipeline) and isinstance(pipe.scheduler, DDIMScheduler)
     out = pipe("digits", num_samples=4, num_inference_steps=STEPS, guidance_scale=2.0,
@@ -93,8 +50,8 @@ def test_diffusers_loads_the_folder_with_ema_weights_by_default(saved):
     assert not torch.equal(live_out.latents, out.latents)
 
 
-def test_output_types_and_modalities(saved):
-    pipe = QGFDPipeline.from_pretrained(saved[0])
+def test_output_types_and_modalities(saved_pipeline):
+    pipe = QGFDPipeline.from_pretrained(saved_pipeline[0])
     run = lambda **kw: pipe(
         num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), **kw
     )  # noqa: E731
@@ -114,8 +71,8 @@ def test_output_types_and_modalities(saved):
     assert latents.shape[0] == 1 and len(images) == 1
 
 
-def test_class_labels_choose_the_condition(saved):
-    folder, model, ema = saved
+def test_class_labels_choose_the_condition(saved_pipeline):
+    folder, model, ema = saved_pipeline
     pipe = QGFDPipeline.from_pretrained(folder)
     out = pipe("digits", num_samples=3, num_inference_steps=STEPS, class_labels=[2, 2, 1],
                guidance_scale=3.0, generator=torch.Generator().manual_seed(5))  # fmt: skip
@@ -139,14 +96,14 @@ def test_class_labels_choose_the_condition(saved):
         (dict(modality="digits", output_type="gif"), "output_type must be one of"),
     ],
 )
-def test_bad_calls_are_named(saved, kwargs, message):
-    pipe = QGFDPipeline.from_pretrained(saved[0])
+def test_bad_calls_are_named(saved_pipeline, kwargs, message):
+    pipe = QGFDPipeline.from_pretrained(saved_pipeline[0])
     with pytest.raises(ValueError, match=message):
         pipe(num_inference_steps=STEPS, **kwargs)
 
 
-def test_schedulers_swap_the_diffusers_way(saved):
-    pipe = QGFDPipeline.from_pretrained(saved[0])
+def test_schedulers_swap_the_diffusers_way(saved_pipeline):
+    pipe = QGFDPipeline.from_pretrained(saved_pipeline[0])
     ddim = pipe(
         "digits",
         num_samples=2,
@@ -164,61 +121,57 @@ def test_schedulers_swap_the_diffusers_way(saved):
     assert pipe.scheduler.config.num_train_timesteps == 50
 
 
-def test_qgfd_sample_gives_the_pipelines_latents(saved, tmp_path):
-    folder = saved[0]
-    argv = ["sample", "--checkpoint", str(folder), "--modality", "digits", "--num-samples", "3"]
-    argv += ["--steps", str(STEPS), "--seed", "4", "--guidance", "2", "--classes", "1,0,2"]
-    assert cli_main([*argv, "--out", str(tmp_path / "cli")]) == 0
-    pipe = QGFDPipeline.from_pretrained(folder)
-    out = pipe("digits", num_samples=3, num_inference_steps=STEPS, guidance_scale=2.0,
-               class_labels=[1, 0, 2], generator=torch.Generator().manual_seed(4))  # fmt: skip
-    assert torch.equal(
-        load_file(str(tmp_path / "cli" / "latents.safetensors"))["latents"], out.latents
-    )
-    assert (tmp_path / "cli" / "samples.png").is_file()
-    view = list((tmp_path / "cli").glob("samples_x*.png"))  # the grid at a viewable size
-    assert len(view) == 1 and min(Image.open(view[0]).size) >= 256
-    live = cli_main([*argv, "--no-ema", "--device", "cpu", "--out", str(tmp_path / "live")])
-    assert live == 0
-    live_latents = load_file(str(tmp_path / "live" / "latents.safetensors"))["latents"]
-    assert not torch.equal(live_latents, out.latents)
+def count_view_builds(monkeypatch) -> list:
+    """Every build of a pipeline's model view (``SharedQGFDDiffusionModel.from_parts``)."""
+    builds, build = [], SharedQGFDDiffusionModel.from_parts.__func__
+
+    def counted(cls, *args, **kwargs):
+        builds.append(cls)
+        return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SharedQGFDDiffusionModel, "from_parts", classmethod(counted))
+    return builds
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--modality", "text", "--guidance", "3"], "needs a condition"),
-        (["--modality", "digits", "--prompt", "hi"], "prompt given"),
-        (["--modality", "digits", "--device", "cuda:7"], "--device cuda:7: no such device"),
-        (["--modality", "digits", "--device", "nonsense"], "is not a torch device"),
-        (["--modality", "digits", "--prompt", "@/no/such/file"], "prompt file not found"),
-        (["--modality", "digits", "--classes", "a,b"], "expected integers like 3,3,7"),
-    ],
-)
-def test_bad_sample_options_exit_2_with_one_line(saved, tmp_path, capsys, extra, message):
-    argv = ["sample", "--checkpoint", str(saved[0]), "--steps", "2", "--out", str(tmp_path / "o")]
-    try:
-        code = cli_main([*argv, *extra])
-    except SystemExit as exit_:  # argparse's own errors
-        code = exit_.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+def test_sampling_16_images_builds_the_model_view_once(saved_pipeline, tmp_path, monkeypatch):
+    pipe = QGFDPipeline.from_pretrained(saved_pipeline[0])
+    builds = count_view_builds(monkeypatch)
+    options = SampleOptions(num_samples=16, num_inference_steps=2, guidance_scale=2.0)
+    sample_to_folder(pipe, "digits", tmp_path / "digits", options)  # as `qgfd sample` does
+    assert len(builds) == 1
+    for seed in range(16):  # one image at a time, the condition asked for as well
+        pipe("digits", num_inference_steps=2, generator=torch.Generator().manual_seed(seed))
+        pipe.condition("digits", 1)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe("digits", num_inference_steps=2, output_type="latent")  # same schedule: same view
+    assert len(builds) == 1
+    pipe.use_ema = False  # another denoiser: a new view, kept from then on
+    pipe("digits", num_inference_steps=2, output_type="latent")
+    pipe("text", num_inference_steps=2, output_type="latent")
+    assert len(builds) == 2 and pipe.model().backbone is pipe.backbone
 
 
-def test_version_flag(capsys):
-    import qgfd_diffusion
+def test_sampling_never_switches_the_modules_modes(saved_pipeline):
+    """The pipeline and ``generate`` sample modules in the mode they are in (diffusers'
+    convention): a training loop's live weights are never switched to eval and back."""
+    _, model, ema = saved_pipeline
+    pipe = QGFDPipeline.from_model(model, backbone_ema=ema)
+    modules = [model.backbone, ema, *model.adapters.values()]
+    modes = lambda: [m.training for module in modules for m in module.modules()]  # noqa: E731
+    for mode in (True, False):
+        for module in modules:
+            module.train(mode)
+        before = modes()
+        pipe("digits", num_samples=2, num_inference_steps=2, guidance_scale=2.0)
+        generate(model, "text", 2, num_inference_steps=2)
+        assert modes() == before
+    for module in modules:
+        module.train()  # as the fixture built them
 
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["--version"])
-    assert (
-        exit_.value.code == 0
-        and capsys.readouterr().out.strip() == f"qgfd {qgfd_diffusion.__version__}"
-    )
 
-
-def test_load_pipeline_reads_old_model_folders(saved, tmp_path):
+def test_load_pipeline_reads_old_model_folders(saved_pipeline, tmp_path):
     """A folder written by SharedQGFDDiffusionModel.save_pretrained (no model_index.json)."""
-    _, model, _ = saved
+    _, model, _ = saved_pipeline
     model.save_pretrained(tmp_path / "model")
     pipe = load_pipeline(tmp_path / "model")
     out = pipe(
@@ -234,18 +187,25 @@ def test_load_pipeline_reads_old_model_folders(saved, tmp_path):
 @pytest.mark.slow
 def test_a_training_checkpoint_samples_like_the_final_folder(tmp_path):
     """``checkpoints/step-*`` loads as a pipeline; the last one holds the final weights."""
+    from qgfd_diffusion.train import load_trained_pipeline
     from qgfd_diffusion.train.config import load_run_config
     from qgfd_diffusion.train.trainer import Trainer
 
     smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
-    steps = ["phases.0.steps=3", "phases.1.steps=3", "phases.0.fit_steps=2", "sample.steps=2"]
+    steps = [
+        "phases.0.steps=3",
+        "phases.1.steps=3",
+        "phases.0.fit_steps=2",
+        "sample.num_inference_steps=2",
+    ]
     config = load_run_config(smoke, [*steps, "train.checkpoint_every=2"])
     final = Trainer(config, tmp_path / "run", progress=False).fit()
     last = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[-1]
     for modality in ("image", "text"):
         outputs = [
-            load_pipeline(folder)(modality, num_samples=2, num_inference_steps=2,
-                                  generator=torch.Generator().manual_seed(0), output_type="latent")
+            load_trained_pipeline(folder)(modality, num_samples=2, num_inference_steps=2,
+                                          generator=torch.Generator().manual_seed(0),
+                                          output_type="latent")
             for folder in (last, final)
         ]  # fmt: skip
         assert torch.equal(outputs[0].latents, outputs[1].latents), modality

@@ -5,11 +5,7 @@ import torch
 from torch import nn
 
 from qgfd_diffusion.latents import LatentBatch, LatentLayout
-from qgfd_diffusion.schedules import (
-    DiffusionObjective,
-    NoiseScheduleConfig,
-    load_noise_schedule,
-)
+from qgfd_diffusion.schedules import DiffusionObjective, NoiseScheduleConfig
 
 B, L, C, LC, DC = 6, 5, 3, 2, 4
 
@@ -128,7 +124,7 @@ def test_bad_arguments_are_named():
         DiffusionObjective(NoiseScheduleConfig(), 0.0)
 
 
-def test_schedule_saves_as_a_diffusers_scheduler_folder_and_reads_old_places(tmp_path):
+def test_schedule_saves_as_a_diffusers_scheduler_folder(tmp_path):
     from diffusers import DDIMScheduler
 
     schedule = NoiseScheduleConfig(200, "squaredcos_cap_v2", prediction_type="v_prediction")
@@ -137,13 +133,6 @@ def test_schedule_saves_as_a_diffusers_scheduler_folder_and_reads_old_places(tmp
     assert saved.config.num_train_timesteps == 200 and saved.config.clip_sample is False
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     assert public(saved.config) == public(schedule.sampling_scheduler().config)
-    assert load_noise_schedule(tmp_path / "model", tmp_path / "missing.json") == schedule
-    legacy = tmp_path / "legacy.json"  # a backbone config.json from before scheduler/
-    legacy.write_text('{"num_timesteps": 30, "beta_schedule": "scaled_linear", "d_model": 8}')
-    old = load_noise_schedule(tmp_path / "nowhere", legacy)
-    assert old == NoiseScheduleConfig(num_train_timesteps=30, beta_schedule="scaled_linear")
-    with pytest.raises(FileNotFoundError, match="no noise schedule"):
-        load_noise_schedule(tmp_path / "nowhere", tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])

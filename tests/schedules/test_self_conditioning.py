@@ -60,14 +60,24 @@ def test_objective_trains_half_the_samples_on_their_own_estimate():
 
 
 def test_estimate_gets_no_gradient():
+    """The trained pass reads sg(x0_hat): the gradient equals that of the same loss with the
+    estimate fed in as a constant, not that of a loss back-propagated through the first pass."""
     model = backbone().train()
     objective = DiffusionObjective(SCHEDULE, self_conditioning=True)
     batch = LatentBatch(latents=torch.randn(B, L, C), layout=LatentLayout("sequence", (L,)))
     draws = objective.draw(batch, generator=torch.Generator().manual_seed(0))
     draws.self_cond = torch.ones(B, dtype=torch.bool)  # every sample self-conditioned
-    loss = objective.loss(model, batch, draws).loss
-    loss.backward()  # one graph: the first pass ran under no_grad
-    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    objective.loss(model, batch, draws).loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    # reference: the first pass run by hand, its estimate detached, then the plain loss
+    model.zero_grad()
+    scheduler = SCHEDULE.training_scheduler()
+    x_t = scheduler.add_noise(batch.latents, draws.noise, draws.t)
+    x0_hat = predict_x0(scheduler, model(x_t, draws.t), x_t, draws.t).detach()
+    target = scheduler.get_velocity(batch.latents, draws.noise, draws.t)
+    ((model(x_t, draws.t, self_cond=x0_hat) - target) ** 2).mean().backward()
+    for grad, p in zip(grads, model.parameters(), strict=True):
+        assert torch.allclose(grad, p.grad, rtol=1e-5, atol=1e-7)
 
 
 def hand_loop(model, scheduler, x_T, steps, use_step_estimate=True):
@@ -103,7 +113,24 @@ def test_sampler_feeds_the_previous_estimate(name, reports_x0):
     assert not torch.allclose(x, reference, atol=1e-3)
 
 
-def test_sampler_with_guidance_runs_and_differs_from_zero_estimates():
+def guided_hand_loop(model, scheduler, x_T, steps, cond, scale, feed_estimate=True):
+    """DDIM with classifier-free guidance written out: both halves read the previous step's
+    x0 estimate (or zeros throughout when ``feed_estimate`` is False)."""
+    scheduler.set_timesteps(steps)
+    x, x0_hat = x_T.clone(), torch.zeros_like(x_T)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x_in = scheduler.scale_model_input(x, t)
+            uncond = model(x_in, t, cond, force_drop_cond=True, self_cond=x0_hat)
+            cond_pred = model(x_in, t, cond, force_drop_cond=False, self_cond=x0_hat)
+            step = scheduler.step(uncond + scale * (cond_pred - uncond), t, x)
+            if feed_estimate:
+                x0_hat = step.pred_original_sample
+            x = step.prev_sample
+    return x
+
+
+def test_sampler_with_guidance_feeds_the_estimate_to_both_halves():
     model = backbone(cond_dim=4)
     cond = torch.randn(B, 2, 4)
     x_T = torch.randn(B, L, C, generator=torch.Generator().manual_seed(2))
@@ -111,4 +138,7 @@ def test_sampler_with_guidance_runs_and_differs_from_zero_estimates():
         model, make_scheduler("ddim", SCHEDULE), latents=x_T, num_inference_steps=4,
         cond_tokens=cond, guidance_scale=3.0, progress=False,
     )  # fmt: skip
-    assert sampled.shape == (B, L, C) and torch.isfinite(sampled).all()
+    reference = guided_hand_loop(model, make_scheduler("ddim", SCHEDULE), x_T, 4, cond, 3.0)
+    assert torch.allclose(sampled, reference, atol=1e-5)
+    zeros = guided_hand_loop(model, make_scheduler("ddim", SCHEDULE), x_T, 4, cond, 3.0, False)
+    assert not torch.allclose(sampled, zeros, atol=1e-3)  # the estimate changes the samples

@@ -13,7 +13,7 @@ SHORT = [
     "train.checkpoint_every=2",
     "train.validation_batches=1",
     "sample.num_samples=2",
-    "sample.steps=2",
+    "sample.num_inference_steps=2",
 ]
 
 

@@ -13,7 +13,12 @@ from qgfd_diffusion.train.config import load_run_config, run_config_from_dict
 from qgfd_diffusion.train.trainer import Trainer
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
-SHORT = ["phases.0.steps=4", "phases.1.steps=4", "phases.0.fit_steps=2", "sample.steps=2"]
+SHORT = [
+    "phases.0.steps=4",
+    "phases.1.steps=4",
+    "phases.0.fit_steps=2",
+    "sample.num_inference_steps=2",
+]
 SHORT += ["train.checkpoint_every=2", "train.log_with=[]"]
 
 

@@ -60,9 +60,9 @@ def generate(
             condition=chunk,
             generator=generator,
             scheduler=scheduler,
-            num_inference_steps=options.steps,
+            num_inference_steps=options.num_inference_steps,
             eta=options.eta,
-            guidance_scale=options.guidance,
+            guidance_scale=options.guidance_scale,
             clamp_steps=options.clamp_steps,
         )
         if output.decoded is None:

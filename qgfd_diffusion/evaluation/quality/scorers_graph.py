@@ -133,7 +133,7 @@ def sample_scores(job: Job, name: str, raw: dict, S: torch.Tensor, batch: int) -
             len(graphs),
             generator=generator,
             scheduler=scheduler,
-            num_inference_steps=options.steps,
+            num_inference_steps=options.num_inference_steps,
             eta=options.eta,
             graph=graphs,
         )
