@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..adapters.base import ModalityAdapter, load_adapter
+from ..adapters.base import ModalityAdapter
+from ..adapters.registry import load_adapter
 from ..compat.seed001 import Seed001Methods, seed_adapters
 from ..latents import LatentBatch, LatentLayout
 from ..schedules.config import NoiseScheduleConfig, load_noise_schedule
