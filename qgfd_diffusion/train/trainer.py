@@ -39,6 +39,9 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..attention.kernels import set_qgfd_step
+from ..data.bundled.graph_signals import dataset_graphs
+from ..data.loader import infinite_batches, make_dataloader
+from ..data.splits import PhaseData, load_phase_data
 from ..graphs import save_graph_file
 from ..latents import LatentLayout
 from ..models.multimodal import SharedQGFDDiffusionModel
@@ -51,10 +54,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import PhaseConfig, RunConfig, run_config_from_dict
-from .data import infinite_batches, make_dataloader
-from .graph_signals import dataset_graphs
 from .logs import TRACKER_FOLDER, MetricsLog
-from .phases import PhaseData, build_phase_adapter, check_sources, load_phase_data
+from .phases import build_phase_adapter, check_sources
 
 TRACKED_SAMPLES = 16  # samples a tracker gets every train.sample_every steps
 VALIDATION_SEED_OFFSET = 10_000  # validation noise is drawn apart from the training stream

@@ -78,6 +78,43 @@ def test_a_registered_modality_is_derived_everywhere(smell):
         unregister_adapter("smell")
 
 
+def test_a_new_modality_reaches_data_pipeline_and_writer(smell, tmp_path):
+    """Registering one adapter class (tests/conftest.py) is all a modality needs: files load in
+    its schema through its decode hook, batches collate its way, the pipeline returns its
+    samples under its output field in its output types, and the sample writer writes them."""
+    from qgfd_diffusion import DiffusionConfig, QGFDPipeline, SharedQGFDDiffusionModel
+    from qgfd_diffusion.data import dataset_metadata, load_dataset_source, make_dataloader
+    from qgfd_diffusion.sample.writers import write_decoded
+
+    lines = tmp_path / "smells.txt"
+    lines.write_text(" Rose\nSMOKE \nmoss\nrain\n")
+    dataset = load_dataset_source(
+        "files", files=[str(lines)], format="text", column="text", modality="smell"
+    )
+    assert dataset_metadata(dataset)["modality"] == "smell" and dataset.column_names == ["smell"]
+    assert sorted(dataset["smell"]) == ["moss", "rain", "rose", "smoke"]  # its decode hook
+    loader = make_dataloader(dataset, "smell", batch_size=2, seed=0, shuffle=False)
+    batch = next(iter(loader))
+    assert isinstance(batch, list) and len(batch) == 2  # its collate: a list of words
+
+    adapter = smell().fit_latent_stats([batch])
+    cfg = DiffusionConfig(d_model=16, num_heads=2, num_layers=1, d_ff=32, latent_dim=8)
+    model = SharedQGFDDiffusionModel(cfg, adapters={"smell": adapter})
+    model.encode("smell", batch)  # records the modality's latent layout
+    pipe = QGFDPipeline.from_model(model)
+    run = lambda output_type: pipe(  # noqa: E731
+        "smell", num_samples=3, num_inference_steps=2, output_type=output_type,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    words = run("pil").smells
+    assert isinstance(words, list) and len(words) == 3 and all(isinstance(w, str) for w in words)
+    assert run("np").smells.tolist() == words  # its convert_output
+    assert "smells" not in run("latent")  # latents only
+
+    (path,) = write_decoded(tmp_path / "out", "smell", words)  # its writer
+    assert path.read_text() == " ".join(words)
+
+
 IMAGE_DECLARATIONS = {k: ImageModality.__dict__[k] for k in ("modality", "schema", "collate")}
 
 

@@ -1,7 +1,7 @@
 """Seed 001's own code blocks, run exactly as the seed wrote them.
 
 The blocks are read from the seed document itself (``../shared/seeds/001_*.txt`` beside the
-repository, or the byte-identical copy in tests/data) and executed unchanged, except for the
+repository, or the byte-identical copy in tests/fixtures) and executed unchanged, except for the
 substitutions the seed cannot run offline: hub model names become tiny local checkpoints and the
 model sizes become tiny ones (``SUBSTITUTIONS``). The seed's module names
 (``QGFD_Diffusion_Transformer``, ``TorchDire.QGFD_Diffusion_Transformer``) resolve to this
@@ -22,7 +22,7 @@ from qgfd_diffusion.adapters.tiny import TINY_WIDTH
 SEED_NAME = "001_47b71891a7e78b57.txt"
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SEED = REPO.parent / "shared" / "seeds" / SEED_NAME
-VENDORED_SEED = REPO / "tests" / "data" / "seed_001.txt"
+VENDORED_SEED = REPO / "tests" / "fixtures" / "seed_001.txt"
 QUICKSTART, TRAINING_STEP, _, _, SHARED_CALL, SHARED_BACKBONE = range(6)
 TINY_SIZES = {
     "d_model=512": f"d_model={TINY_WIDTH}",  # = the tiny T5's width (seed: t5-small's 512)
