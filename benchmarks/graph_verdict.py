@@ -1,4 +1,4 @@
-"""The graph study's verdict (issue 15), by the rules written before its runs.
+"""The graph study's verdict, by the rules written before its runs.
 
 Reads the results.json that ``python benchmarks/quality.py graph`` wrote and applies the rules of
 docs/quality/graph/rules.md, seed by seed, printing every number the verdict rests on:
@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from statistics import fmean as mean
 
-from qgfd_diffusion.evaluation.quality.report import mean_and_std
+from harness.report import mean_and_std
 
 HEADLINE = "mse_over_bayes_10"
 PLAIN_SDPA = "sdpa"

@@ -17,8 +17,8 @@ import itertools
 import time
 
 from qgfd_diffusion.adapters.mel import MelAdapter, MelAdapterConfig
+from qgfd_diffusion.data.bundled import read_speech
 from qgfd_diffusion.evaluation.audio import mel_round_trip
-from qgfd_diffusion.train.bundled import read_speech
 
 DEFAULTS = MelAdapterConfig()
 COLUMNS = (

@@ -19,7 +19,7 @@ Tasks (one or more eval files each, `TASKS`), every one scored by a function of 
                one model size and training budget, several seeds: mean and std, time per step
     study-patch4  sdpa against QGFD on the same study with 49 tokens per digit instead of 16
     self-cond     the study's model with and without self-conditioning (Chen et al. 2022)
-    graph      GMRF signals on small-world graphs (issue 15): held-out x0-MSE over the exact
+    graph      GMRF signals on small-world graphs: held-out x0-MSE over the exact
                Bayes MSE at sigma^2 = 1, 10, 100, whitened DDIM samples against N(0, I), step
                time over sdpa; graph-aware sdpa against graph QGFD, 3 paired seeds
     video      class-conditional Moving MNIST clips: per-frame class accuracy and agreement of a
@@ -37,7 +37,8 @@ Outputs under `<out>/<task>/`: results.json (every run + mean/std per variant + 
 results.md (tables, samples, the command), loss_curves.png, and for attention sweeps
 quality_vs_alpha.png / quality_vs_T.png (matplotlib; skipped with a note if it is missing).
 
-The pipeline lives in `qgfd_diffusion.evaluation.quality` (`SCORERS` there); this script maps
+The harness (train, score, report) is the package beside this script, benchmarks/harness/; the
+scorers are library code, `qgfd_diffusion.evaluation.quality` (`SCORERS`). This script maps
 tasks to eval files, picks the default folders and parses the command line.
 
 Usage:
@@ -55,8 +56,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from harness import run_task
+
 from qgfd_diffusion.configio import ConfigError
-from qgfd_diffusion.evaluation.quality import run_task
 from qgfd_diffusion.train.logs import silence_library_progress_bars
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ import torch
 
 from qgfd_diffusion.adapters import TextAdapter, TextAdapterConfig, build_tiny_encoder
 from qgfd_diffusion.adapters.tiny import TINY_PREFIX, TOKENIZER_TEXTS
-from qgfd_diffusion.train.bundled import read_shakespeare
+from qgfd_diffusion.data.bundled import read_shakespeare
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 BATCH = 64

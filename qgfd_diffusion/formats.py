@@ -16,7 +16,9 @@ no other module knows an old spelling. What changed, and the function that upgra
   (``RETIRED_KEYS``), ``train.tensorboard`` (a bool) becomes ``train.log_with`` and the
   ``sample`` section's keys take the pipeline's (diffusers') names (``SAMPLE_RENAMES``);
 * checkpoints written before manifests: their ``COMPLETE`` marker holds only the step number;
-  they load unverified (``is_bare_step_marker``).
+  they load unverified (``is_bare_step_marker``);
+* dataset metadata written before the tabular modality got its name says "table"
+  (``modality_name``).
 
 Imports only the attention options and the schedule config, so every loader can use it.
 """
@@ -162,6 +164,14 @@ def _rename_keys(section: dict, renames: Mapping[str, str], where: str) -> dict:
 
 
 # -- checkpoints ------------------------------------------------------------------------------
+
+
+OLD_MODALITY_NAMES = {"table": "tabular"}  # datasets saved before the tabular modality's name
+
+
+def modality_name(modality: str | None) -> str | None:
+    """A modality as stored or configured -> its current name (old spelling "table": "tabular")."""
+    return OLD_MODALITY_NAMES.get(modality, modality)
 
 
 def is_bare_step_marker(text: str) -> bool:

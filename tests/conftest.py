@@ -76,3 +76,77 @@ def saved_pipeline(tiny_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline") / "final"
     QGFDPipeline.from_model(model, backbone_ema=ema).save_pretrained(folder)
     return folder, model, ema
+
+
+# ------------------------------------------------------------------------- a throwaway modality
+SMELL = "smell"  # the modality's name, and the adapter's registry name
+SMELL_LETTERS = 4  # L: a smell is a word of up to 4 letters, one latent token per letter
+
+
+def _decode_smells(rows: dict[str, list]) -> dict[str, list]:
+    """Hub / files rows -> the smell schema: stripped, lower-case words."""
+    return {"smell": [word.strip().lower() for word in rows["smell"]]}
+
+
+def _collate_smells(examples: list[dict]) -> list[str]:
+    return [example["smell"] for example in examples]
+
+
+def _write_smells(out_dir, decoded, options) -> list:
+    path = out_dir / "smells.txt"
+    path.write_text(" ".join(decoded))
+    return [path]
+
+
+def _smell_output(decoded: list[str], output_type: str):
+    import numpy as np
+
+    return np.asarray(decoded) if output_type == "np" else decoded
+
+
+@pytest.fixture(scope="session")
+def smell_class():
+    """A throwaway modality declared in full, not registered: a smell is a word, its latents
+    the word's letters a..z as 1/26 .. 1 (0 pads), one token each."""
+    from qgfd_diffusion.adapters import AdapterConfig, DataSchema, ModalityAdapter
+    from qgfd_diffusion.latents import LatentBatch, LatentLayout
+
+    class SmellAdapter(ModalityAdapter):
+        modality = SMELL
+        condition_kind = None
+        schema = DataSchema(column="smell", decode=_decode_smells)
+        collate = staticmethod(_collate_smells)
+        writer = staticmethod(_write_smells)
+        output_field = "smells"
+        convert_output = staticmethod(_smell_output)
+
+        def __init__(self, config: AdapterConfig | None = None):
+            super().__init__(config or AdapterConfig())
+            self._init_latent_stats(1)
+
+        def encode_features(self, batch: list[str]) -> LatentBatch:
+            codes = [[ord(c) - ord("a") + 1 for c in word[:SMELL_LETTERS]] for word in batch]
+            z = torch.zeros(len(batch), SMELL_LETTERS, 1)  # [B, L, C=1]
+            for row, letters in enumerate(codes):
+                z[row, : len(letters), 0] = torch.tensor(letters, dtype=torch.float32) / 26
+            return LatentBatch(latents=z, layout=LatentLayout("sequence", (SMELL_LETTERS,)))
+
+        @property
+        def can_decode(self) -> bool:
+            return True
+
+        def decode_features(self, z, mask=None) -> list[str]:
+            codes = (z[..., 0] * 26).round().clamp(0, 26).long()  # [B, L]
+            return ["".join(chr(ord("a") + c - 1) for c in row if c > 0) for row in codes.tolist()]
+
+    return SmellAdapter
+
+
+@pytest.fixture()
+def smell(smell_class):
+    """The throwaway modality registered as "smell" for one test, unregistered afterwards."""
+    from qgfd_diffusion.adapters import ADAPTERS, register_adapter, unregister_adapter
+
+    yield register_adapter(SMELL)(smell_class)
+    if SMELL in ADAPTERS:
+        unregister_adapter(SMELL)

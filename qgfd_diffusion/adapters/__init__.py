@@ -1,11 +1,12 @@
 """Modality adapters: raw data <-> normalised latent tokens x0 [B,L,C] for the shared denoiser.
 
 The contract and shared machinery live in ``base``; one module per modality registers its
-adapter by name (``ADAPTERS``: text, image, patch_image, audio, mel, video, tabular,
-graph_signal). Each adapter class declares everything about its modality (``modality``,
-``condition_kind``, ``collate``, ``writer``); ``modalities``, ``collate_for`` and ``writer_for``
-derive the per-modality tables from the registry. Importing this package registers every adapter
-and is light: transformers models, torchaudio, soundfile and av load only when used.
+adapter by name (``registry``, ``ADAPTERS``: text, image, patch_image, audio, mel, video,
+tabular, graph_signal). Each adapter class declares everything about its modality
+(``declarations``: modality, condition_kind, schema, collate, writer, output_field,
+convert_output); ``modalities``, ``collate_for``, ``schema_for`` and ``writer_for`` derive the
+per-modality tables from the registry. Importing this package registers every adapter and is
+light: transformers models, torchaudio, soundfile and av load only when used.
 """
 
 from .audio import (
@@ -22,10 +23,8 @@ from .base import (
     EncoderAdapterConfig,
     ModalityAdapter,
     PretrainedEncoderAdapter,
-    adapter_spec,
-    build_adapter,
-    load_adapter,
 )
+from .declarations import CONDITION_KINDS, ConditionKind, DataSchema
 from .files import WriteOptions
 from .graph_signal import (
     GraphSignalAdapter,
@@ -46,13 +45,16 @@ from .image import (
 from .mel import LogMel, MelAdapter, MelAdapterConfig
 from .registry import (
     ADAPTERS,
-    CONDITION_KINDS,
-    ConditionKind,
     adapter_classes,
+    adapter_spec,
+    build_adapter,
     collate_for,
     get_adapter_class,
+    load_adapter,
     modalities,
+    modality_class,
     register_adapter,
+    schema_for,
     unregister_adapter,
     writer_for,
 )
@@ -75,6 +77,7 @@ __all__ = [
     "AudioAdapterConfig",
     "CONDITION_KINDS",
     "ConditionKind",
+    "DataSchema",
     "EncoderAdapterConfig",
     "GraphSignalAdapter",
     "GraphSignalConfig",
@@ -110,11 +113,13 @@ __all__ = [
     "load_adapter",
     "load_audio",
     "modalities",
+    "modality_class",
     "patchify",
     "read_video_frames",
     "register_adapter",
     "resample",
     "save_audio",
+    "schema_for",
     "unpatchify",
     "unregister_adapter",
     "write_audio",

@@ -25,6 +25,7 @@ writer.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -40,12 +41,12 @@ from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
 from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
+from .declarations import DataSchema
 from .files import WriteOptions, check_nonempty, sample_path, save_grid, to_uint8
-from .helpers import check_file, mlp_head
+from .helpers import check_batch_keys, check_file, mlp_head
 from .registry import register_adapter
 
 AudioBatch = Tensor | Sequence[Any] | Mapping[str, Any]
-_AUDIO_KEYS = ("waveforms", "sampling_rate")
 _MODEL_INPUT_KEYS = ("input_values", "input_features")
 WAV_SUBTYPE = "PCM_16"
 SPECTROGRAM_NAME = "spectrograms.png"
@@ -98,12 +99,7 @@ def batch_waveforms(batch: AudioBatch, rate: int, target_rate: int) -> list[Tens
     resampled from ``rate`` (in-memory inputs; a dict's ``sampling_rate`` and files carry
     their own) to ``target_rate``."""
     if isinstance(batch, Mapping):
-        unknown = sorted(set(batch) - set(_AUDIO_KEYS))
-        if unknown or "waveforms" not in batch:
-            raise ValueError(
-                f"an audio batch dict needs 'waveforms' (and optionally "
-                f"'sampling_rate'); got keys {sorted(batch)}"
-            )
+        check_batch_keys(batch, ("waveforms",), ("sampling_rate",), "an audio")
         batch, rate = batch["waveforms"], int(batch.get("sampling_rate", rate))
     if isinstance(batch, Tensor):
         batch = list(batch.reshape(-1, batch.shape[-1]))  # [T] or [B,T] -> B x [T]
@@ -112,6 +108,38 @@ def batch_waveforms(batch: AudioBatch, rate: int, target_rate: int) -> list[Tens
     if not len(batch):
         raise ValueError("an audio batch must be a tensor, a file path or a non-empty list")
     return [_one_waveform(item, rate, target_rate) for item in batch]
+
+
+def _read_audio(value: str | Mapping[str, Any]) -> tuple[np.ndarray, int]:
+    """A path, or datasets' undecoded {"bytes", "path"}, -> mono float32 [T], sampling rate."""
+    import soundfile
+
+    if isinstance(value, Mapping):
+        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+    samples, rate = soundfile.read(value, dtype="float32", always_2d=True)  # [T, channels]
+    return samples.mean(axis=1), int(rate)  # [T, channels] -> [T]
+
+
+def decode_audio_examples(batch: dict[str, list]) -> dict[str, list]:
+    """Hub / files rows {"audio": paths or undecoded files} -> the schema's rows
+    (``AUDIO_SCHEMA``), read with soundfile."""
+    decoded = [_read_audio(value) for value in batch["audio"]]
+    return {
+        "audio": [samples for samples, _ in decoded],
+        "sampling_rate": [rate for _, rate in decoded],
+    }
+
+
+# The data layer's audio examples: {"audio": float32 [T] (mono), "sampling_rate": int}. A hub /
+# files Audio column is read undecoded and decoded with soundfile on access: datasets' own audio
+# decoding needs torchcodec.
+AUDIO_SCHEMA = DataSchema(
+    column="audio",
+    arrays=("audio",),
+    feature="Audio",
+    decode=decode_audio_examples,
+    undecoded=True,
+)
 
 
 def collate_audio(examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -188,6 +216,18 @@ def write_audio(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path
     return files + save_grid(pixels, out_dir / SPECTROGRAM_NAME, nrow=options.nrow or 1)
 
 
+class AudioModality:
+    """The audio modality's declarations (``declarations``), shared by both audio adapters
+    (this and ``mel``)."""
+
+    modality = "audio"
+    condition_kind = None
+    schema = AUDIO_SCHEMA
+    collate = staticmethod(collate_audio)
+    writer = staticmethod(write_audio)
+    output_field = "audios"
+
+
 @dataclass(kw_only=True)
 class AudioAdapterConfig(EncoderAdapterConfig):
     """sampling_rate: rate of in-memory inputs (None: already at the encoder's rate; files
@@ -198,14 +238,9 @@ class AudioAdapterConfig(EncoderAdapterConfig):
 
 
 @register_adapter("audio")
-class AudioAdapter(PretrainedEncoderAdapter):
+class AudioAdapter(AudioModality, PretrainedEncoderAdapter):
     """Frame features of a frozen audio encoder; an optional frame-to-waveform head."""
 
-    modality = "audio"
-    output_field = "audios"
-    condition_kind = None
-    collate = staticmethod(collate_audio)
-    writer = staticmethod(write_audio)
     config_class = AudioAdapterConfig
 
     def __init__(self, config: AudioAdapterConfig):
@@ -215,6 +250,11 @@ class AudioAdapter(PretrainedEncoderAdapter):
         self.hop = math.prod(strides) if strides else None  # S
         if self.hop is not None:
             self.decoder_head = mlp_head(self.latent_dim, config.decoder_hidden, self.hop)
+
+    @property
+    def output_rate(self) -> int:
+        """Decoded audio is at the encoder's rate."""
+        return self.encoder_rate
 
     def _load_pretrained(self, source: str) -> tuple[nn.Module, Any]:
         from transformers import AutoFeatureExtractor, AutoModel

@@ -13,10 +13,11 @@ the diffusion loss collapses (the loss falls by shrinking the latents). Decoders
 way, x0 -> z -> raw, and are separate heads fitted with a reconstruction loss (``fit_decoder``),
 never by the diffusion loss.
 
-Modality: each adapter class declares everything about its modality at class level (``modality``,
-``condition_kind``, ``collate``, ``writer``) and registers by name; the data layer's collation
-and the sample writers are derived from that registry (``registry``). Small helpers shared by the
-adapters live in ``helpers``, what the writers share in ``files``.
+Modality: each adapter class declares everything about its modality at class level
+(``declarations``: modality, condition_kind, schema, collate, writer, output_field,
+convert_output) and registers by name (``registry``, which also loads saved adapters by that
+name); the data layer, the pipeline's output and the sample writers read those declarations.
+Small helpers shared by the adapters live in ``helpers``, what the writers share in ``files``.
 
 Serialisation: ``save_pretrained(dir)`` writes ``adapter_config.json`` (registry name + the
 config dataclass) and ``adapter.safetensors`` (buffers and decoder heads); pretrained encoders go
@@ -40,10 +41,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..latents import LatentBatch
+from .declarations import (
+    Collate,
+    ConditionKind,
+    DataSchema,
+    OutputConverter,
+    Writer,
+    keep_decoded,
+)
 from .helpers import check_file, freeze, label_condition, resolve_source, seeded_orthogonal
-from .registry import ADAPTERS as ADAPTERS  # re-exported for older imports from .base
-from .registry import Collate, ConditionKind, Writer, get_adapter_class
-from .registry import register_adapter as register_adapter  # re-exported as well
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -162,20 +168,23 @@ class _MomentAccumulator:
 class ModalityAdapter(nn.Module, ABC):
     """Raw batches of one modality <-> normalised latents x0 [B,L,C] (``LatentBatch``).
 
-    Subclasses declare their modality at class level (``modality``, ``condition_kind``,
-    ``collate``, ``writer``; see ``registry``), implement ``encode_features`` (raw -> un-normalised
-    z, no gradients needed) and, where the modality allows, ``decode_features`` (z -> raw) and
-    ``can_decode``. Trainable decoder heads implement ``decoder_parameters`` /
-    ``_decoder_example`` / ``_decoder_loss`` and are fitted by ``fit_decoder``. Everything else
-    (normalisation, statistics, frozen modules, saving, loading, the fitting loop) lives here once.
+    Subclasses declare their modality at class level (``declarations``), implement
+    ``encode_features`` (raw -> un-normalised z, no gradients needed) and, where the modality
+    allows, ``decode_features`` (z -> raw) and ``can_decode``. Trainable decoder heads implement
+    ``decoder_parameters`` / ``_decoder_example`` / ``_decoder_loss`` and are fitted by
+    ``fit_decoder``. Everything else (normalisation, statistics, frozen modules, saving, loading,
+    the fitting loop) lives here once.
     """
 
     name: ClassVar[str] = ""  # registry name, set by ``register_adapter``
     modality: ClassVar[str] = ""  # data modality: text, image, audio, video, tabular, ...
     condition_kind: ClassVar[ConditionKind | None] = None  # what ``encode_condition`` takes
-    output_field: ClassVar[str] = ""  # the QGFDPipelineOutput field its decoded samples go to
+    schema: ClassVar[DataSchema | None] = None  # its raw examples as the data layer serves them
     collate: ClassVar[Collate | None] = None  # staticmethod: raw examples -> raw batch
     writer: ClassVar[Writer | None] = None  # staticmethod: decoded samples -> files
+    output_field: ClassVar[str] = ""  # the pipeline output field its decoded samples go to
+    # staticmethod: decoded samples -> the pipeline's output_type ("pil", "np", "pt")
+    convert_output: ClassVar[OutputConverter] = staticmethod(keep_decoded)
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
 
     def __init__(self, config: AdapterConfig):
@@ -296,6 +305,12 @@ class ModalityAdapter(nn.Module, ABC):
             raise NotImplementedError(self._no_decoder_reason())
         mask = None if mask is None else mask.to(self.device)
         return self.decode_features(self.denormalise(latents.to(self.device)), mask)
+
+    @property
+    def output_rate(self) -> int | None:
+        """Samples per second of what ``decode`` returns (its writer needs it: audio); None where
+        decoded samples are not a signal in time."""
+        return None
 
     def _no_decoder_reason(self) -> str:
         return f"the {self.name!r} adapter cannot decode latents back to its modality"
@@ -421,17 +436,29 @@ class ModalityAdapter(nn.Module, ABC):
     def from_pretrained(cls, directory: str | os.PathLike) -> ModalityAdapter:
         """Load a folder written by ``save_pretrained``: JSON + safetensors, offline.
 
-        Called on ``ModalityAdapter`` itself it dispatches on the saved adapter name.
+        The folder's saved adapter name must be this class's or a subclass's (called on
+        ``ModalityAdapter`` itself, any registered adapter's); ``load_adapter`` loads any.
         """
         directory = Path(directory)
-        meta = json.loads(check_file(directory / CONFIG_NAME, "adapter config").read_text())
-        adapter_cls = get_adapter_class(meta["adapter"])
-        if not issubclass(adapter_cls, cls):
+        meta = read_adapter_config(directory)
+        adapter_cls = cls._subclass_named(meta["adapter"])
+        if adapter_cls is None:
             raise ValueError(f"{directory} holds a {meta['adapter']!r} adapter, not {cls.__name__}")
         config = adapter_cls.config_class.from_dict(meta["config"])
         adapter = adapter_cls._from_folder(config, directory)
         adapter._load_own_state(load_file(str(check_file(directory / WEIGHTS_NAME, "weights"))))
         return adapter
+
+    @classmethod
+    def _subclass_named(cls, name: str) -> type[ModalityAdapter] | None:
+        """This class or the subclass registered as ``name``; None when there is none."""
+        if cls.name == name:
+            return cls
+        for subclass in cls.__subclasses__():
+            found = subclass._subclass_named(name)
+            if found is not None:
+                return found
+        return None
 
     def _load_own_state(self, state: dict[str, Tensor]) -> None:
         result = self.load_state_dict(state, strict=False)
@@ -443,22 +470,9 @@ class ModalityAdapter(nn.Module, ABC):
             )
 
 
-def load_adapter(directory: str | os.PathLike) -> ModalityAdapter:
-    """Load any saved adapter; its class comes from the registry name in its config."""
-    return ModalityAdapter.from_pretrained(directory)
-
-
-def adapter_spec(adapter: ModalityAdapter) -> dict[str, Any]:
-    """{"adapter": registry name, "config": config dict}: enough to rebuild ``adapter``."""
-    return {"adapter": adapter.name, "config": adapter.config.to_dict()}
-
-
-def build_adapter(spec: dict[str, Any]) -> ModalityAdapter:
-    """Build a fresh adapter from ``adapter_spec`` output (stats and heads not included)."""
-    if set(spec) != {"adapter", "config"}:
-        raise ValueError(f"an adapter spec needs keys 'adapter' and 'config', got {sorted(spec)}")
-    adapter_cls = get_adapter_class(spec["adapter"])
-    return adapter_cls(adapter_cls.config_class.from_dict(spec["config"]))
+def read_adapter_config(directory: Path) -> dict[str, Any]:
+    """The JSON ``save_pretrained`` wrote: {"adapter": name, "format_version", "config"}."""
+    return json.loads(check_file(directory / CONFIG_NAME, "adapter config").read_text())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""What the per-modality sample writers share: options, sample paths, pixels, PNG, image grids.
+"""What the per-modality sample writers share: options, sample paths, pixels, PNG, image grids,
+and decoded pixels in the pipeline's output types (``pixel_output``).
 
-Dimension legend: B batch, K_img image channels, H/W image size.
+Dimension legend: B batch, F frames, K_img image channels, H/W image size.
 
 Each modality's writer lives with its adapter (``ModalityAdapter.writer``: image.py writes a PNG
 grid + PNGs, video.py a grid of first frames + GIFs, text.py .txt, audio.py .wav, tabular.py
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -100,3 +102,26 @@ def save_grid(pixels: Tensor, path: Path, nrow: int | None) -> list[Path]:
         view = grid.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
         files.append(save_png(pil_image(view), path.with_name(f"{path.stem}_x{factor}.png")))
     return files
+
+
+def pixel_output(decoded: Any, output_type: str) -> Any:
+    """Decoded images [B, K_img, H, W] or videos [B, F, K_img, H, W] in diffusers' conventions:
+    ``pt`` the tensors as decoded, ``np`` [B, (F,) H, W, K_img] arrays in [0, 1], ``pil`` PIL
+    images (a list of frames per video)."""
+    if output_type == "pt":
+        return decoded
+    array = torch.as_tensor(decoded).float().clamp(0, 1).cpu().numpy()  # [B, (F,) K, H, W]
+    channels_last = np.moveaxis(array, -3, -1)  # [B, (F,) H, W, K]
+    if output_type == "np":
+        return channels_last
+    if channels_last.ndim == 5:  # videos: a list of frames each
+        return [[_pil_from_array(frame) for frame in clip] for clip in channels_last]
+    return [_pil_from_array(image) for image in channels_last]
+
+
+def _pil_from_array(image: np.ndarray) -> Image.Image:
+    """float [H, W, K_img] in [0, 1] -> PIL image (mode L for one channel)."""
+    from PIL import Image
+
+    pixels = (image * 255).round().astype(np.uint8)  # [H, W, K]
+    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)

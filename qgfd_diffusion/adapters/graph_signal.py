@@ -31,7 +31,9 @@ from torch import Tensor
 from ..graphs import check_graph
 from ..latents import LatentBatch, LatentLayout
 from .base import AdapterConfig, ModalityAdapter
+from .declarations import DataSchema
 from .files import WriteOptions, check_nonempty
+from .helpers import check_batch_keys
 from .registry import register_adapter
 
 SIGNALS_FILE = "signals.safetensors"
@@ -53,6 +55,11 @@ class GraphSignalConfig(AdapterConfig):
             or self.channels < 1
         ):
             raise ValueError(f"channels must be an int >= 1, got {self.channels!r}")
+
+
+# The data layer's graph-signal examples: {"signal": float32 [N], "adjacency": uint8 [N, N]},
+# one graph per example.
+GRAPH_SIGNAL_SCHEMA = DataSchema(column="signal", arrays=("signal", "adjacency"))
 
 
 def collate_graph_signals(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
@@ -77,10 +84,11 @@ class GraphSignalAdapter(ModalityAdapter):
     """Node signals <-> latent tokens, identity map, the graph passed through."""
 
     modality = "graph_signal"
-    output_field = "signals"
     condition_kind = None
+    schema = GRAPH_SIGNAL_SCHEMA
     collate = staticmethod(collate_graph_signals)
     writer = staticmethod(write_graph_signals)
+    output_field = "signals"
     config_class = GraphSignalConfig
 
     def __init__(self, config: GraphSignalConfig):
@@ -96,9 +104,9 @@ class GraphSignalAdapter(ModalityAdapter):
         return self
 
     def encode_features(self, batch: dict[str, Tensor]) -> LatentBatch:
-        if not isinstance(batch, dict) or not {"signal", "adjacency"} <= set(batch):
-            got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-            raise ValueError(f"a graph-signal batch is {{'signal', 'adjacency'}}, got {got}")
+        if not isinstance(batch, dict):
+            raise ValueError(f"a graph-signal batch is a dict, got {type(batch).__name__}")
+        check_batch_keys(batch, ("signal", "adjacency"), (), "a graph-signal")
         x = torch.as_tensor(batch["signal"], dtype=torch.float32, device=self.device)
         x = x[..., None] if x.dim() == 2 else x  # [B, N] -> [B, N, 1]
         if x.dim() != 3 or x.shape[-1] != self.latent_dim:

@@ -6,7 +6,7 @@ Dimension legend: B batch, K classes.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -59,6 +59,18 @@ def check_file(path: str | os.PathLike, what: str = "file") -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     return path
+
+
+def check_batch_keys(
+    batch: Mapping, required: Sequence[str], optional: Sequence[str], what: str
+) -> None:
+    """Raise ValueError unless the batch dict holds every ``required`` key and nothing but
+    ``optional`` ones besides; ``what`` names the batch in the message ("an audio")."""
+    unknown = sorted(set(batch) - {*required, *optional})
+    if unknown or not set(required) <= set(batch):
+        needs = ", ".join(repr(key) for key in required)
+        others = f" (and optionally {', '.join(repr(key) for key in optional)})" if optional else ""
+        raise ValueError(f"{what} batch dict needs {needs}{others}; got keys {sorted(batch)}")
 
 
 def label_condition(labels: Tensor | Sequence[int], num_classes: int) -> tuple[Tensor, Tensor]:

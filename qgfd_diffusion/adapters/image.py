@@ -16,10 +16,12 @@ frozen encoder; latents are the patch tokens (CLS / distillation / register toke
 layout ``grid`` (h, w). Decoding needs the pixel head (an MLP per token -> its ph*pw patch,
 fitted by MSE with ``fit_decoder``): a blurry but honest inverse, outputs clamped to [0,1].
 
-Both adapters are modality "image" with ``condition_kind`` "label" and share one collation and
-one writer: ``collate_image`` turns the data layer's examples ``{"image": [K_img,H,W], "label"}``
-into ``{"images", "labels"}``; ``write_images`` writes decoded images [B,K_img,H,W] in [0,1] to
-``samples.png`` (grid) and ``images/sample_000.png``, ...
+Both adapters are modality "image" with ``condition_kind`` "label" and share its declarations:
+the data layer's examples ``{"image": [K_img,H,W], "label"}`` (``IMAGE_SCHEMA``; hub / files
+Image columns decoded by ``decode_image_examples``), which ``collate_image`` turns into
+``{"images", "labels"}``; ``write_images`` writes decoded images [B,K_img,H,W] in [0,1] to
+``samples.png`` (grid) and ``images/sample_000.png``, ...; the pipeline's output field
+``images`` (PIL, numpy or tensors: ``pixel_output``).
 """
 
 from __future__ import annotations
@@ -37,18 +39,20 @@ from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
 from .base import AdapterConfig, EncoderAdapterConfig, ModalityAdapter, PretrainedEncoderAdapter
+from .declarations import DataSchema
 from .files import (
     GRID_NAME,
     UINT8_MAX,
     WriteOptions,
     check_pixels,
     pil_image,
+    pixel_output,
     sample_path,
     save_grid,
     save_png,
     to_uint8,
 )
-from .helpers import label_condition, mlp_head
+from .helpers import check_batch_keys, label_condition, mlp_head
 from .registry import register_adapter
 
 ImageBatch = Tensor | Mapping[str, Any]
@@ -77,12 +81,7 @@ def split_pixel_batch(batch: Any, key: str, layout: str) -> tuple[Tensor, Tensor
     """
     labels = None
     if isinstance(batch, Mapping):
-        unknown = sorted(set(batch) - {key, "labels"})
-        if unknown or key not in batch:
-            raise ValueError(
-                f"a batch dict needs key {key!r} (and optionally 'labels'); "
-                f"got keys {sorted(batch)}"
-            )
+        check_batch_keys(batch, (key,), ("labels",), "a pixel")
         batch, labels = batch[key], batch.get("labels")
     rank = len(layout.split(","))
     if not isinstance(batch, Tensor) or batch.ndim != rank:
@@ -145,6 +144,29 @@ def collate_image(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
     return {"images": torch.from_numpy(pixels), "labels": torch.tensor(labels)}
 
 
+def _image_array(image: Any) -> np.ndarray:
+    """PIL image -> float32 [K_img, H, W] in [0, 1]; grey stays 1 channel, anything else is RGB."""
+    image = image if image.mode in ("L", "RGB") else image.convert("RGB")
+    pixels = np.asarray(image, dtype=np.float32) / 255.0  # [H, W] or [H, W, K_img]
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # -> [K_img, H, W]
+
+
+def decode_image_examples(batch: dict[str, list]) -> dict[str, list]:
+    """Hub / files rows {"image": PIL images, "label"?} -> the schema's rows (``IMAGE_SCHEMA``)."""
+    n = len(batch["image"])
+    return {
+        "image": [_image_array(image) for image in batch["image"]],
+        "label": batch.get("label", [NO_LABEL] * n),
+    }
+
+
+# The data layer's image examples: {"image": float32 [K_img, H, W] in [0, 1], "label": int}
+# (label -1 when unknown); a hub / files Image column is decoded on access.
+IMAGE_SCHEMA = DataSchema(
+    column="image", label="label", arrays=("image",), feature="Image", decode=decode_image_examples
+)
+
+
 def write_images(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Path]:
     """Images [B, K_img, H, W] in [0,1] -> samples.png (grid), images/sample_000.png, ..."""
     pixels = to_uint8(check_pixels(decoded, "image", IMAGE_DIMS, IMAGE_CHANNELS))
@@ -155,6 +177,18 @@ def write_images(out_dir: Path, decoded: Any, options: WriteOptions) -> list[Pat
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+class ImageModality:
+    """The image modality's declarations (``declarations``), shared by both image adapters."""
+
+    modality = "image"
+    condition_kind = "label"
+    schema = IMAGE_SCHEMA
+    collate = staticmethod(collate_image)
+    writer = staticmethod(write_images)
+    output_field = "images"
+    convert_output = staticmethod(pixel_output)
 
 
 @dataclass(kw_only=True)
@@ -177,14 +211,9 @@ class PatchImageConfig(AdapterConfig):
 
 
 @register_adapter("patch_image")
-class PatchImageAdapter(ModalityAdapter):
+class PatchImageAdapter(ImageModality, ModalityAdapter):
     """DiT-style pixel patches: exact encode/decode, no encoder, nothing trainable."""
 
-    modality = "image"
-    output_field = "images"
-    condition_kind = "label"
-    collate = staticmethod(collate_image)
-    writer = staticmethod(write_images)
     config_class = PatchImageConfig
 
     def __init__(self, config: PatchImageConfig):
@@ -226,14 +255,9 @@ class ViTImageConfig(EncoderAdapterConfig):
 
 
 @register_adapter("image")
-class ViTImageAdapter(PretrainedEncoderAdapter):
+class ViTImageAdapter(ImageModality, PretrainedEncoderAdapter):
     """Patch tokens of a frozen ViT (or any transformers image encoder) + a pixel head."""
 
-    modality = "image"
-    output_field = "images"
-    condition_kind = "label"
-    collate = staticmethod(collate_image)
-    writer = staticmethod(write_images)
     config_class = ViTImageConfig
 
     def __init__(self, config: ViTImageConfig):

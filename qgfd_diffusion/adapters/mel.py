@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from ..checks import check_int
 from ..latents import LatentBatch, LatentLayout
-from .audio import AudioBatch, batch_waveforms, collate_audio, write_audio
+from .audio import AudioBatch, AudioModality, batch_waveforms
 from .base import AdapterConfig, ModalityAdapter
 from .image import patchify, unpatchify
 from .registry import register_adapter
@@ -131,15 +131,10 @@ class LogMel(nn.Module):
 
 
 @register_adapter("mel")
-class MelAdapter(ModalityAdapter):
+class MelAdapter(AudioModality, ModalityAdapter):
     """Log-mel spectrograms as tokens: a frame each (layout ``sequence``) or pm x pf patches
     (module docstring); decodes."""
 
-    modality = "audio"
-    output_field = "audios"
-    condition_kind = None
-    collate = staticmethod(collate_audio)
-    writer = staticmethod(write_audio)
     config_class = MelAdapterConfig
 
     def __init__(self, config: MelAdapterConfig):
@@ -161,8 +156,13 @@ class MelAdapter(ModalityAdapter):
 
     @property
     def encoder_rate(self) -> int:
-        """The rate of encoded and decoded audio (what the sample writer writes WAVs at)."""
+        """The rate of encoded and decoded audio."""
         return self.config.sampling_rate
+
+    @property
+    def output_rate(self) -> int:
+        """Decoded audio is at ``encoder_rate`` (what the sample writer writes WAVs at)."""
+        return self.encoder_rate
 
     def waveforms(self, batch: AudioBatch) -> list[Tensor]:
         """Any audio batch -> list of mono waveforms [T] at ``sampling_rate``."""

@@ -1,39 +1,29 @@
-"""The adapter registry: every adapter class declares everything about its modality.
+"""The adapter registry: adapters by name, and every per-modality table derived from them.
 
-A registered class (``@register_adapter(name)``) declares, at class level:
-
-    name            its registry name (saved in ``adapter_config.json``), set by the decorator
-    modality        the data modality it encodes: text, image, audio, video, tabular, ...
-    condition_kind  what ``encode_condition`` takes: "label" (class labels), "prompt" (texts)
-                    or None (no condition)
-    collate         staticmethod: the data layer's raw examples (train/data.py's fixed schema
-                    of that modality) -> the raw batch ``prepare_batch`` / ``encode`` take
-    writer          staticmethod (out_dir, decoded, WriteOptions) -> written files: what
-                    ``decode`` returns, as files (PNG grid, .txt, .wav, .csv, GIF)
-
-Every other per-modality table is derived from ``ADAPTERS``: ``modalities()``,
-``collate_for(modality)`` (the data layer's collation) and ``writer_for(modality)`` (the sample
-writer). Adapters of one modality (e.g. image and patch_image) share one collate and one
-writer, checked when the second registers. Adding a modality is one new module in adapters/.
+``@register_adapter(name)`` checks a class's declarations (``declarations``: modality,
+condition_kind, schema, collate, writer, output_field, convert_output) and makes it loadable by
+``name``, the name saved in ``adapter_config.json``. Every per-modality table is derived from
+``ADAPTERS``: ``modalities()``, ``collate_for(modality)`` (the data layer's collation),
+``schema_for(modality)`` (its raw examples) and ``writer_for(modality)`` (the sample writer).
+``load_adapter`` and ``build_adapter`` find the class of a saved or specified adapter here.
+Adding a modality is one new module in adapters/.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
-from .files import WriteOptions
+from .base import ModalityAdapter, read_adapter_config
+from .declarations import CONDITION_KINDS, Collate, DataSchema, Writer
 
-if TYPE_CHECKING:
-    from .base import ModalityAdapter
-
-ConditionKind = Literal["label", "prompt"]
-CONDITION_KINDS: tuple[ConditionKind | None, ...] = (None, *get_args(ConditionKind))
-Collate = Callable[[list[dict[str, Any]]], Any]
-Writer = Callable[[Path, Any, WriteOptions], list[Path]]
-SHARED_DECLARATIONS = ("collate", "writer")  # one function per modality, declared staticmethod
+# Declared once per modality: every adapter of a modality declares the same.
+SHARED_DECLARATIONS = ("schema", "collate", "writer", "output_field", "convert_output")
+STATIC_DECLARATIONS = ("collate", "writer", "convert_output")  # declared as staticmethod
+RESERVED_OUTPUT_FIELDS = ("latents",)  # the pipeline output's own field
 
 ADAPTERS: dict[str, type[ModalityAdapter]] = {}
 A = TypeVar("A", bound="type[ModalityAdapter]")
@@ -48,22 +38,38 @@ def _check_declarations(cls: type, name: str) -> None:
         raise ValueError(
             f"{where}: condition_kind must be one of {CONDITION_KINDS}, got {cls.condition_kind!r}"
         )
-    for attribute in SHARED_DECLARATIONS:
+    if not isinstance(getattr(cls, "schema", None), DataSchema):
+        raise ValueError(f"{where} must declare schema, a DataSchema (the data layer's columns)")
+    field = getattr(cls, "output_field", None)
+    if not isinstance(field, str) or not field.isidentifier() or field in RESERVED_OUTPUT_FIELDS:
+        raise ValueError(
+            f"{where} must declare output_field, an identifier other than "
+            f"{RESERVED_OUTPUT_FIELDS} (e.g. 'images'), got {field!r}"
+        )
+    for attribute in STATIC_DECLARATIONS:
         if not isinstance(inspect.getattr_static(cls, attribute, None), staticmethod):
             raise ValueError(f"{where} must declare {attribute} = staticmethod(function)")
-    for other in adapter_classes(cls.modality):
-        for attribute in SHARED_DECLARATIONS:
-            if other is not cls and getattr(other, attribute) is not getattr(cls, attribute):
-                raise ValueError(
-                    f"{where} declares another {attribute} than {other.__name__} for modality "
-                    f"{cls.modality!r}; adapters of one modality share one {attribute}"
-                )
+    for other in ADAPTERS.values():
+        if other is cls:
+            continue
+        if other.modality == cls.modality:
+            for attribute in SHARED_DECLARATIONS:
+                if getattr(other, attribute) != getattr(cls, attribute):
+                    raise ValueError(
+                        f"{where} declares another {attribute} than {other.__name__} for "
+                        f"modality {cls.modality!r}; adapters of one modality share one {attribute}"
+                    )
+        elif cls.schema.feature is not None and other.schema.feature == cls.schema.feature:
+            raise ValueError(
+                f"{where}: schema feature {cls.schema.feature!r} already marks modality "
+                f"{other.modality!r} ({other.__name__}); a data feature names one modality"
+            )
 
 
 def register_adapter(name: str) -> Callable[[A], A]:
     """Class decorator: make an adapter loadable by ``name`` (saved in its config JSON).
 
-    Checks the class's declarations (module docstring) before anything is registered.
+    Checks the class's declarations (``declarations``) before anything is registered.
     """
 
     def wrap(cls: A) -> A:
@@ -91,6 +97,29 @@ def get_adapter_class(name: str) -> type[ModalityAdapter]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Adapters by name: saved folders and specs
+
+
+def load_adapter(directory: str | os.PathLike) -> ModalityAdapter:
+    """Load any saved adapter; its class comes from the registry name in its config."""
+    meta = read_adapter_config(Path(directory))
+    return get_adapter_class(meta["adapter"]).from_pretrained(directory)
+
+
+def adapter_spec(adapter: ModalityAdapter) -> dict[str, Any]:
+    """{"adapter": registry name, "config": config dict}: enough to rebuild ``adapter``."""
+    return {"adapter": adapter.name, "config": adapter.config.to_dict()}
+
+
+def build_adapter(spec: dict[str, Any]) -> ModalityAdapter:
+    """Build a fresh adapter from ``adapter_spec`` output (stats and heads not included)."""
+    if set(spec) != {"adapter", "config"}:
+        raise ValueError(f"an adapter spec needs keys 'adapter' and 'config', got {sorted(spec)}")
+    adapter_cls = get_adapter_class(spec["adapter"])
+    return adapter_cls(adapter_cls.config_class.from_dict(spec["config"]))
+
+
+# ---------------------------------------------------------------------------------------------
 # Tables derived from the registry
 
 
@@ -104,18 +133,24 @@ def adapter_classes(modality: str) -> list[type[ModalityAdapter]]:
     return [cls for cls in ADAPTERS.values() if cls.modality == modality]
 
 
-def _modality_class(modality: str) -> type[ModalityAdapter]:
+def modality_class(modality: str) -> type[ModalityAdapter]:
+    """A registered class of ``modality``: they all share its declarations."""
     classes = adapter_classes(modality)
     if not classes:
         raise ValueError(f"unknown modality {modality!r}; allowed: {', '.join(modalities())}")
-    return classes[0]  # all of them share collate and writer (``_check_declarations``)
+    return classes[0]  # all of them share the modality's declarations (``_check_declarations``)
 
 
 def collate_for(modality: str) -> Collate:
     """The collate function of ``modality``'s adapters (raw examples -> raw batch)."""
-    return _modality_class(modality).collate
+    return modality_class(modality).collate
+
+
+def schema_for(modality: str) -> DataSchema:
+    """The raw-example schema of ``modality``'s adapters (what the data layer serves)."""
+    return modality_class(modality).schema
 
 
 def writer_for(modality: str) -> Writer:
     """The writer of ``modality``'s adapters (decoded samples -> files under a folder)."""
-    return _modality_class(modality).writer
+    return modality_class(modality).writer

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..latents import LatentBatch, LatentLayout
 from .base import AdapterConfig, ModalityAdapter
+from .declarations import DataSchema
 from .files import WriteOptions, check_nonempty
 from .helpers import seeded_orthogonal
 from .registry import register_adapter
@@ -103,6 +104,11 @@ def _sorted_unique(values: np.ndarray) -> list[Any]:
         return sorted(unique, key=str)
 
 
+# The data layer's table rows: {column: value, ...}, one row per example, the whole row the
+# example; a label column names its target.
+TABLE_SCHEMA = DataSchema(column=None)
+
+
 def collate_tabular(examples: list[dict[str, Any]]) -> Any:
     """-> pandas DataFrame, one row per example, columns in dataset order."""
     import pandas
@@ -131,10 +137,11 @@ class TabularAdapter(ModalityAdapter):
     """One token of width C per column; fixed codes, exact inverse."""
 
     modality = "tabular"
-    output_field = "tables"
     condition_kind = None
+    schema = TABLE_SCHEMA
     collate = staticmethod(collate_tabular)
     writer = staticmethod(write_tabular)
+    output_field = "tables"
     config_class = TabularAdapterConfig
 
     def __init__(self, config: TabularAdapterConfig):

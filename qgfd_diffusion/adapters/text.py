@@ -55,8 +55,9 @@ from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
 from .base import EncoderAdapterConfig, PretrainedEncoderAdapter
+from .declarations import DataSchema
 from .files import WriteOptions, check_nonempty
-from .helpers import mlp_head
+from .helpers import check_batch_keys, mlp_head
 from .registry import register_adapter
 
 TextBatch = str | Sequence[str] | Mapping[str, Sequence[str]]
@@ -64,7 +65,6 @@ TextDecoder = Literal["auto", "seq2seq", "rounding", "none"]
 
 # Encoder-only classes of T5-family checkpoints (never AutoModel, which adds a random decoder).
 _T5_ENCODER_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
-_TEXT_KEYS = ("text", "prompt")
 TEXT_NAME = "samples.txt"
 
 
@@ -102,12 +102,7 @@ def split_text_batch(batch: TextBatch) -> tuple[list[str], list[str] | None]:
     if isinstance(batch, str):
         batch = [batch]
     if isinstance(batch, Mapping):
-        unknown = sorted(set(batch) - set(_TEXT_KEYS))
-        if unknown or "text" not in batch:
-            raise ValueError(
-                f"a text batch dict needs key 'text' (and optionally 'prompt'); "
-                f"got keys {sorted(batch)}"
-            )
+        check_batch_keys(batch, ("text",), ("prompt",), "a text")
         texts, prompts = list(batch["text"]), batch.get("prompt")
         prompts = None if prompts is None else list(prompts)
     else:
@@ -117,6 +112,11 @@ def split_text_batch(batch: TextBatch) -> tuple[list[str], list[str] | None]:
     if prompts is not None and len(prompts) != len(texts):
         raise ValueError(f"got {len(texts)} texts but {len(prompts)} prompts")
     return texts, prompts
+
+
+# The data layer's text examples: {"text": str}; a hub / files string column named "text" (or
+# the one a data config names) holds them.
+TEXT_SCHEMA = DataSchema(column="text", feature="string")
 
 
 def collate_text(examples: list[dict[str, Any]]) -> list[str]:
@@ -144,10 +144,11 @@ class TextAdapter(PretrainedEncoderAdapter):
     """Frozen text encoder states as latents; rounding head or seq2seq decoder to go back."""
 
     modality = "text"
-    output_field = "texts"
     condition_kind = "prompt"
+    schema = TEXT_SCHEMA
     collate = staticmethod(collate_text)
     writer = staticmethod(write_text)
+    output_field = "texts"
     config_class = TextAdapterConfig
 
     def __init__(self, config: TextAdapterConfig):

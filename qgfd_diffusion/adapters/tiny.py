@@ -28,6 +28,15 @@ TINY_FFN = 64
 TINY_IMAGE_SIZE = 16
 TINY_PATCH = 4
 TINY_SAMPLING_RATE = 16000
+# The size of the tiny BERT, ViT and Wav2Vec2 (their configs name these fields alike), and the
+# dropout BERT and ViT would add (none: a tiny encoder is a deterministic feature map).
+TINY_ENCODER_SIZE: dict[str, int] = {
+    "hidden_size": TINY_WIDTH,
+    "num_hidden_layers": 1,
+    "num_attention_heads": TINY_HEADS,
+    "intermediate_size": TINY_FFN,
+}
+NO_DROPOUT: dict[str, float] = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 T5_VOCAB_SIZE = 2000  # upper bound; small corpora give fewer pieces
 T5_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in t5-small
 METASPACE = "\u2581"  # the word-boundary mark of SentencePiece pieces
@@ -136,14 +145,10 @@ def _bert(out_dir: Path, texts: Sequence[str]) -> None:
     tokenizer = build_word_tokenizer(texts, specials, "[CLS] $A [SEP]")
     config = BertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TINY_WIDTH,
-        num_hidden_layers=1,
-        num_attention_heads=TINY_HEADS,
-        intermediate_size=TINY_FFN,
         max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
         pad_token_id=0,
+        **TINY_ENCODER_SIZE,
+        **NO_DROPOUT,
     )
     BertModel(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -153,14 +158,7 @@ def _vit(out_dir: Path) -> None:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
     config = ViTConfig(
-        image_size=TINY_IMAGE_SIZE,
-        patch_size=TINY_PATCH,
-        hidden_size=TINY_WIDTH,
-        num_hidden_layers=1,
-        num_attention_heads=TINY_HEADS,
-        intermediate_size=TINY_FFN,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH, **TINY_ENCODER_SIZE, **NO_DROPOUT
     )
     ViTModel(config).save_pretrained(out_dir)
     ViTImageProcessor(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}).save_pretrained(
@@ -172,10 +170,7 @@ def _wav2vec2(out_dir: Path) -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     config = Wav2Vec2Config(
-        hidden_size=TINY_WIDTH,
-        num_hidden_layers=1,
-        num_attention_heads=TINY_HEADS,
-        intermediate_size=TINY_FFN,
+        **TINY_ENCODER_SIZE,
         conv_dim=(16, 16),
         conv_stride=(5, 4),
         conv_kernel=(10, 4),

@@ -11,10 +11,11 @@ The video adapter keeps its own latent statistics; decoding runs the image adapt
 frame. ``read_video_frames`` / ``write_video`` use PyAV (imported lazily).
 
 Modality "video", ``condition_kind`` "label". ``collate_video`` stacks the data layer's examples
-``{"video": [T,K_img,H,W], "label"}`` (label optional, e.g. Moving MNIST's digit class);
-``write_videos`` writes decoded videos [B,T,K_img,H,W] in [0,1] to ``samples.png`` (grid of
-first frames, the image writer's grid), ``video/sample_000.gif``, ... and ``frames.png`` (every
-frame, one row per sample, with an enlarged copy to look at).
+``{"video": [T,K_img,H,W], "label"}`` (``VIDEO_SCHEMA``; label optional, e.g. Moving MNIST's
+digit class); the pipeline's output field is ``videos`` (``pixel_output``); ``write_videos``
+writes decoded videos [B,T,K_img,H,W] in [0,1] to ``samples.png`` (grid of first frames, the
+image writer's grid), ``video/sample_000.gif``, ... and ``frames.png`` (every frame, one row per
+sample, with an enlarged copy to look at).
 Samples go to GIF rather than ``write_video``: a lossy codec's output is not guaranteed
 byte-stable and needs 3-channel frames with even sizes.
 """
@@ -34,20 +35,22 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..latents import LatentBatch, LatentLayout
-from .base import AdapterConfig, ModalityAdapter, adapter_spec, build_adapter, load_adapter
+from .base import AdapterConfig, ModalityAdapter
+from .declarations import DataSchema
 from .files import (
     GRID_NAME,
     UINT8_MAX,
     WriteOptions,
     check_pixels,
     pil_image,
+    pixel_output,
     sample_path,
     save_grid,
     to_uint8,
 )
 from .helpers import check_file, label_condition
 from .image import NO_LABEL, split_pixel_batch
-from .registry import register_adapter
+from .registry import adapter_spec, build_adapter, load_adapter, register_adapter
 
 VideoBatch = Tensor | Mapping[str, Any]
 _IMAGE_FOLDER = "image_adapter"
@@ -96,6 +99,10 @@ def write_video(path: str | os.PathLike, video: Tensor, fps: int = 8, codec: str
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())  # flush
     return path
+
+
+# The data layer's video examples: {"video": float32 [T, K_img, H, W] in [0, 1], "label": int}.
+VIDEO_SCHEMA = DataSchema(column="video", label="label", arrays=("video",))
 
 
 def collate_video(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
@@ -158,10 +165,12 @@ class VideoAdapter(ModalityAdapter):
     """Frames through an image adapter; latents [B, T*N, C] with layout video (T, h, w)."""
 
     modality = "video"
-    output_field = "videos"
     condition_kind = "label"
+    schema = VIDEO_SCHEMA
     collate = staticmethod(collate_video)
     writer = staticmethod(write_videos)
+    output_field = "videos"
+    convert_output = staticmethod(pixel_output)
     config_class = VideoAdapterConfig
 
     def __init__(self, config: VideoAdapterConfig, image_adapter: ModalityAdapter | None = None):

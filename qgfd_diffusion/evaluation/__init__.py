@@ -11,9 +11,12 @@ Metric functions (they train only the small scoring models: digit classifier, n-
     audio    log-mel FD over the floor, energy above 4 kHz (`audio.audio_report`), nearness to
              the training clips (`audio.copy_report`), and the mel adapter's round trip
              (`audio.mel_round_trip`)
+    gmrf     the exact Bayes denoiser of GMRF graph signals, and whitening to score samples
 
-The benchmark pipeline that trains diffusion runs from eval files and scores them with these
-lives in the subpackage `qgfd_diffusion.evaluation.quality` (CLI: benchmarks/quality.py).
+The scorers that sample a trained run and score it with these live in the subpackage
+`qgfd_diffusion.evaluation.quality` (`SCORERS`); the harness that trains the runs from eval files
+sits beside its command line, benchmarks/quality.py (benchmarks/harness/). Data comes from
+`qgfd_diffusion.data`; nothing here imports `qgfd_diffusion.train`.
 """
 
 from .digits import (

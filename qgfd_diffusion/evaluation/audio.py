@@ -230,7 +230,7 @@ def shaped_noise_like(clips: Sequence[Tensor], seed: int = 0) -> list[Tensor]:
 
 
 def audio_report(generated: Any, heldout_real: Any, rate: int, seed: int = 0) -> dict[str, float]:
-    """The issue's audio figures for generated clips against held-out real clips (>= 4).
+    """The audio task's figures for generated clips against held-out real clips (>= 4).
 
     The held-out clips split into halves A and B. logmel_floor is FD(A, B); logmel_fd is
     FD(group, B) averaged over the consecutive groups of |A| generated clips (one group when

@@ -306,7 +306,7 @@ def digit_report(
     heldout_real: Any,
     seed: int = 0,
 ) -> dict[str, float]:
-    """The issue's image figures for one set of class-conditional samples [N, 1, 28, 28].
+    """The image task's figures for one set of class-conditional samples [N, 1, 28, 28].
 
     The held-out real digits [M, 1, 28, 28] (or a pair (images, labels)) are split into two
     random halves A and B (`seed`); "real_vs_real_floor" = FD(A, B) and "frechet_distance" =

@@ -1,14 +1,12 @@
-"""Gaussian Markov random fields on graphs: the model, its exact Bayes denoiser, whitening.
+"""Gaussian Markov random fields on graphs: the exact Bayes denoiser of their signals, whitening.
 
 Dimension legend: B samples (graphs), N nodes, M samples scored together.
 
-The graph-signal data (``train.graph_signals``) draws x ~ N(0, S) on each sample's graph with
-
-    Q = L_G + eps I        (precision: combinatorial Laplacian D - A, plus eps for a proper field)
-    Sigma = Q^-1,  S = diag(Sigma)^-1/2 Sigma diag(Sigma)^-1/2     (unit variance per node)
-
-For such data the minimum-MSE denoiser is known in closed form. Under x_t = x0 + sigma eps,
-eps ~ N(0, I), the posterior of x0 is Gaussian with mean and error
+The bundled graph-signal data draws x ~ N(0, S) on each sample's graph, S the unit-variance GMRF
+covariance of its graph (``qgfd_diffusion.data.bundled.gmrf``: Q = L_G + eps I, Sigma = Q^-1,
+S = diag(Sigma)^-1/2 Sigma diag(Sigma)^-1/2). For such data the minimum-MSE denoiser is known in
+closed form. Under x_t = x0 + sigma eps, eps ~ N(0, I), the posterior of x0 is Gaussian with
+mean and error
 
     E[x0 | x_t] = S (S + sigma^2 I)^-1 x_t
     Bayes MSE   = tr(S - S (S + sigma^2 I)^-1 S) / N
@@ -33,26 +31,6 @@ import torch
 from torch import Tensor
 
 from .frechet import frechet_distance_from_statistics, gaussian_statistics
-
-
-def gmrf_covariance(adjacency: Tensor, eps: float) -> Tensor:
-    """Unit-variance GMRF covariance S [.., N, N] of adjacency [.., N, N] (dense, >= 0)."""
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0 (Q = L + eps I must be positive definite), got {eps}")
-    A = (adjacency.to_dense() if adjacency.is_sparse else adjacency).double()
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    precision = torch.diag_embed(A.sum(-1)) - A + eps * eye  # Q = D - A + eps I
-    Sigma = torch.cholesky_inverse(torch.linalg.cholesky(precision))
-    scale = Sigma.diagonal(dim1=-2, dim2=-1).rsqrt()  # diag(Sigma)^-1/2 [.., N]
-    S = scale[..., :, None] * Sigma * scale[..., None, :]
-    return (S + S.transpose(-1, -2)) / 2  # exactly symmetric
-
-
-def sample_gmrf(S: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One draw x ~ N(0, S) per covariance: S [B, N, N] -> x [B, N] (x = C z, S = C C^T)."""
-    C = torch.linalg.cholesky(S.double())
-    z = torch.randn(S.shape[:-1], generator=generator, dtype=torch.float64)  # [B, N]
-    return (C @ z[..., None])[..., 0]
 
 
 def sigma2_of_alpha_bar(alpha_bar: float | Tensor) -> float | Tensor:

@@ -296,7 +296,7 @@ def text_report(
     training_lines: Sequence[str] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The issue's text figures for generated lines against real lines.
+    """The text task's figures for generated lines against real lines.
 
     An `NgramModel` of order n is fitted on `heldout_for_fitting` (real lines that neither the
     generator nor `real_reference` saw); the same perplexity and distinct-n figures are then

@@ -6,8 +6,8 @@ F classifier features.
 
 Reading a frame with the digit classifier (digits.py): the classifier is trained on 28 x 28
 MNIST, whose digits are centred by their centre of mass. A Moving MNIST frame holds one digit
-resized to d x d somewhere in an S x S frame (train/moving_mnist.py), so every frame is cropped
-d x d around its pixel centre of mass (zeros outside the frame) and resized to 28 x 28
+resized to d x d somewhere in an S x S frame (data/bundled/moving_mnist.py), so every frame is
+cropped d x d around its pixel centre of mass (zeros outside the frame) and resized to 28 x 28
 (antialiased bilinear): the inverse of the generator's resize. The scores assume one digit per
 video (with two, the centre of mass lies between them).
 
@@ -36,7 +36,8 @@ from scipy.optimize import minimize
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..train.moving_mnist import MNIST_SIDE, bouncing_positions
+from ..data.bundled.images import MNIST_SIDE
+from ..data.bundled.moving_mnist import bouncing_positions
 from .digits import DigitClassifier, as_label_vector
 from .frechet import frechet_distance, random_group_halves
 
@@ -150,7 +151,7 @@ def video_report(
     digit_size: int,
     seed: int = 0,
 ) -> dict[str, float]:
-    """The issue's video figures (module docstring) for generated clips against held-out real
+    """The video task's figures (module docstring) for generated clips against held-out real
     clips (>= 4, with their labels). Generate about half as many clips as are held out: the
     floor compares two halves of them."""
     generated = as_video_batch(generated, "generated")

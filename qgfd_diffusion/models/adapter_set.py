@@ -19,7 +19,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..adapters.base import ModalityAdapter, load_adapter
+from ..adapters.base import ModalityAdapter
+from ..adapters.registry import load_adapter
 from ..latents import LatentLayout
 
 ADAPTERS_FOLDER = "adapters"

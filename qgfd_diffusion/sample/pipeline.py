@@ -29,12 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import diffusers
-import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
-from PIL import Image
 from torch import Tensor
 
 from ..models.adapter_set import AdapterSet
@@ -50,10 +48,11 @@ OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 @dataclass
 class QGFDPipelineOutput(BaseOutput):
     """latents: shared-space latents [B, L, C]; then, for the modality sampled, its decoded
-    samples: images (PIL list, [B, H, W, C] array or [B, C, H, W] tensor), texts (str list),
-    audios (waveform arrays), tables (a DataFrame), videos (frames as PIL lists, [B, F, H, W, C]
-    or [B, F, C, H, W]), signals (graph signals [B, N]); None elsewhere and for
-    ``output_type="latent"``."""
+    samples under the field its adapter declares (``output_field``, converted to ``output_type``
+    by its ``convert_output``): images (PIL list, [B, H, W, C] array or [B, C, H, W] tensor),
+    texts (str list), audios (waveform arrays), tables (a DataFrame), videos (frames as PIL
+    lists, [B, F, H, W, C] or [B, F, C, H, W]), signals (graph signals [B, N]), or a field a
+    newer adapter declares; None elsewhere and for ``output_type="latent"``."""
 
     latents: Tensor
     images: Any = None
@@ -62,9 +61,6 @@ class QGFDPipelineOutput(BaseOutput):
     tables: Any = None
     videos: Any = None
     signals: Any = None
-
-
-PIXEL_FIELDS = ("images", "videos")  # outputs converted to PIL / numpy like diffusers'
 
 
 class QGFDPipeline(DiffusionPipeline):
@@ -189,11 +185,10 @@ class QGFDPipeline(DiffusionPipeline):
             graph=graph,
             progress=not getattr(self, "_progress_bar_config", {}).get("disable", False),
         )
-        decoded = {}
-        if output.decoded is not None:
-            field = model.adapters[modality].output_field  # declared by the adapter class
-            decoded[field] = convert_output(field, output.decoded, output_type)
-        result = QGFDPipelineOutput(latents=output.latents, **decoded)
+        result = QGFDPipelineOutput(latents=output.latents)
+        if output.decoded is not None:  # under the field the adapter class declares
+            adapter = model.adapters[modality]
+            result[adapter.output_field] = adapter.convert_output(output.decoded, output_type)
         self.maybe_free_model_hooks()
         return result if return_dict else result.to_tuple()
 
@@ -252,26 +247,6 @@ def check_guidance(modality: str, guidance_scale: float, condition: Any) -> None
             f"guidance_scale={guidance_scale} needs a condition, but modality {modality!r} is "
             "sampled without one (unconditional, or no prompt given); use guidance_scale=1"
         )
-
-
-def convert_output(field: str, decoded: Any, output_type: OutputType) -> Any:
-    """Decoded images / videos in diffusers' conventions: ``pt`` [B, (F,) C, H, W] tensors,
-    ``np`` [B, (F,) H, W, C] arrays, ``pil`` PIL images (a list of frames per video); other
-    modalities as their adapter decodes them (texts, waveforms, tables)."""
-    if field not in PIXEL_FIELDS or output_type == "pt":
-        return decoded
-    array = torch.as_tensor(decoded).float().clamp(0, 1).cpu().numpy()  # [B, (F,) C, H, W]
-    channels_last = np.moveaxis(array, -3, -1)  # [B, (F,) H, W, C]
-    if output_type == "np":
-        return channels_last
-    if field == "videos":
-        return [[_to_pil(frame) for frame in clip] for clip in channels_last]
-    return [_to_pil(image) for image in channels_last]
-
-
-def _to_pil(image: np.ndarray) -> Image.Image:
-    pixels = (image * 255).round().astype(np.uint8)  # [H, W, C]
-    return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
 
 
 # diffusers finds a pipeline class named in model_index.json on the diffusers module:

@@ -107,7 +107,7 @@ def sample_to_folder(
     decoded = next((value for key, value in output.items() if key != "latents"), None)
     written = []
     if decoded is not None:
-        rate = getattr(adapter, "encoder_rate", None)
+        rate = adapter.output_rate  # what its writer needs (audio), None elsewhere
         written = write_decoded(out_dir, adapter.modality, decoded, sampling_rate=rate)
     summary = {
         **metadata,

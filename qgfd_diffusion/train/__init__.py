@@ -1,4 +1,5 @@
-"""Training: run configs, data sources, the accelerate trainer, checkpoints and EMA.
+"""Training: run configs, phases (adapters fitted on their data), the accelerate trainer,
+checkpoints and EMA. Where the examples come from is ``qgfd_diffusion.data``.
 
 ``load_trained_pipeline`` loads any trained folder as a pipeline, a run's training checkpoints
 (``checkpoints/step-*``) included.

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..configio import ConfigError, apply_overrides, build_dataclass, load_yaml, to_plain
+from ..data.config import DataConfig
 from ..formats import fold_flat_keys, upgrade_run_config
 from ..models.config import DIFFUSION_PRESETS, DiffusionConfig
 from ..sample.options import SampleSettings
@@ -36,7 +37,6 @@ from .logs import check_trackers
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 LRSchedule = Literal["constant", "cosine"]
-DataSource = Literal["bundled", "files", "hub"]
 
 
 def _positive(field_name: str, value: float) -> None:
@@ -47,31 +47,6 @@ def _positive(field_name: str, value: float) -> None:
 def _fraction(field_name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{field_name} must be in [0, 1], got {value!r}")
-
-
-@dataclass
-class DataConfig:
-    """Where a phase's examples come from (see train/data.py for the sources)."""
-
-    source: DataSource = "bundled"
-    name: str | None = None
-    split: str = "train"
-    files: list[str] | None = None
-    format: str | None = None
-    column: str | None = None
-    label_column: str | None = None
-    max_items: int | None = None
-    validation_fraction: float = 0.05
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.source in ("bundled", "hub") and not self.name:
-            raise ValueError(f"name is required for source {self.source!r}")
-        if self.source == "files" and not self.files:
-            raise ValueError("files is required for source 'files'")
-        if self.max_items is not None:
-            _positive("max_items", self.max_items)
-        _fraction("validation_fraction", self.validation_fraction)
 
 
 @dataclass

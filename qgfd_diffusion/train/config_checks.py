@@ -28,8 +28,8 @@ from typing import Any
 from ..adapters import ADAPTERS, TabularAdapter, VideoAdapterConfig
 from ..adapters.tiny import TINY_ENCODERS, TINY_PREFIX
 from ..configio import ConfigError, build_dataclass, convert, convert_fields, to_plain
-from .bundled import BUNDLED_SOURCES
-from .data import FILE_FORMATS
+from ..data.bundled import BUNDLED_SOURCES
+from ..data.sources import FILE_FORMATS
 
 # Config fields an adapter built from its data fills in itself (not the config file's to set).
 FROM_DATA_FIELDS = {TabularAdapter: ("numeric_columns", "categorical_columns", "categories")}

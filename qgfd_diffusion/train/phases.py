@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -31,49 +30,16 @@ from ..adapters import ModalityAdapter, TabularAdapter, build_tiny_encoder, get_
 from ..adapters.helpers import resolve_source
 from ..adapters.tiny import TINY_PREFIX, TOKENIZER_TEXTS
 from ..configio import ConfigError
-from .config import DataConfig, PhaseConfig
-from .data import (
-    dataset_metadata,
-    infinite_batches,
-    load_dataset_source,
-    make_dataloader,
-    split_train_validation,
-)
+from ..data.loader import infinite_batches, make_dataloader
+from ..data.metadata import dataset_metadata
+from ..data.splits import PhaseData
+from .config import PhaseConfig
 
 STATS_BATCHES = 8  # batches the latent statistics are measured on
 FIT_BATCHES = 64  # distinct batches a decoder head is fitted on (then cycled)
 FIT_SEED_OFFSET = 7919  # the fitting loader's seed, apart from the training loader's
 BUILD_SEED_OFFSET = 104_729  # the adapter's initial weights (e.g. a rounding head)
 ENCODERS_FOLDER = "encoders"
-
-
-@dataclass
-class PhaseData:
-    train: datasets.Dataset
-    validation: datasets.Dataset
-    modality: str  # the adapters' data modality: text, image, audio, video, tabular
-
-
-def load_source(data: DataConfig, seed: int, *, limit: bool = True) -> datasets.Dataset:
-    """The examples a ``DataConfig`` names, shuffled by ``seed``; cut to max_items if ``limit``."""
-    return load_dataset_source(
-        data.source,
-        name=data.name,
-        split=data.split,
-        files=data.files,
-        format=data.format,
-        column=data.column,
-        label_column=data.label_column,
-        max_items=data.max_items if limit else None,
-        seed=seed,
-        **data.options,
-    )
-
-
-def load_phase_data(data: DataConfig, seed: int) -> PhaseData:
-    dataset = load_source(data, seed)
-    train, validation = split_train_validation(dataset, data.validation_fraction, seed)
-    return PhaseData(train, validation, dataset_metadata(dataset)["modality"])
 
 
 def build_phase_adapter(

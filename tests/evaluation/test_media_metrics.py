@@ -10,6 +10,7 @@ from scipy import ndimage
 
 pytest.importorskip("torchaudio", reason="audio extra not installed")
 
+from qgfd_diffusion.data.bundled.moving_mnist import bouncing_positions, moving_mnist
 from qgfd_diffusion.evaluation.audio import (
     audio_report,
     copy_report,
@@ -29,7 +30,6 @@ from qgfd_diffusion.evaluation.video import (
     digit_crops,
     frame_class_agreement,
 )
-from qgfd_diffusion.train.moving_mnist import bouncing_positions, moving_mnist
 
 RATE = 16000
 

@@ -1,7 +1,7 @@
 """Model folders written before the noise schedule moved to scheduler/ still load and sample.
 
-tests/data/legacy_v0_1_final was written by the code at commit e21d84b (schedule fields and flat
-``qgfd_*`` keys in backbone/config.json, no scheduler/) with tests/data/make_legacy_v0_1.py,
+tests/fixtures/legacy_v0_1_final was written by the code at commit e21d84b (schedule fields and flat
+``qgfd_*`` keys in backbone/config.json, no scheduler/) with tests/fixtures/make_legacy_v0_1.py,
 which also recorded the latents that code sampled from it (EMA and live weights).
 """
 
@@ -17,8 +17,8 @@ from qgfd_diffusion.sample import generate, make_scheduler
 from qgfd_diffusion.sample.run import load_trained_model
 from qgfd_diffusion.schedules import NoiseScheduleConfig
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-LEGACY = DATA / "legacy_v0_1_final"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LEGACY = FIXTURES / "legacy_v0_1_final"
 
 
 def sample_like_the_old_code(model):
@@ -46,7 +46,7 @@ def test_legacy_folder_loads_with_its_schedule_and_qgfd_settings():
 
 
 def test_legacy_folder_samples_the_bytes_the_old_code_sampled():
-    expected = load_file(str(DATA / "legacy_v0_1_expected_latents.safetensors"))
+    expected = load_file(str(FIXTURES / "legacy_v0_1_expected_latents.safetensors"))
     assert torch.equal(sample_like_the_old_code(load_trained_model(LEGACY)), expected["ema"])
     live = load_trained_model(LEGACY, use_ema=False)
     assert torch.equal(sample_like_the_old_code(live), expected["live"])

@@ -15,11 +15,9 @@ from PIL import Image, ImageSequence
 
 from qgfd_diffusion.adapters import (
     ADAPTERS,
-    ModalityAdapter,
     PatchImageAdapter,
     PatchImageConfig,
     modalities,
-    register_adapter,
     unregister_adapter,
     writer_for,
 )
@@ -296,30 +294,10 @@ def test_decoded_adapter_output_writes_under_its_modality(tmp_path):
     np.testing.assert_array_equal(_pixels(files[2]), (images[0, 0] * 255).round().numpy())
 
 
-def _write_smells(out_dir: Path, decoded, options) -> list[Path]:
-    path = out_dir / "smells.txt"
-    path.write_text(" ".join(decoded))
-    return [path]
-
-
-class _SmellAdapter(ModalityAdapter):
-    """A throwaway modality: only its declarations matter here."""
-
-    modality = "smell"
-    collate = staticmethod(list)
-    writer = staticmethod(_write_smells)
-
-    def encode_features(self, batch):
-        raise NotImplementedError
-
-
-def test_write_decoded_reaches_a_newly_registered_modality(tmp_path):
-    register_adapter("smell_writer_test")(_SmellAdapter)
-    try:
-        (path,) = write_decoded(tmp_path, "smell", ["rose", "smoke"])
-        assert path.read_text() == "rose smoke"
-    finally:
-        unregister_adapter("smell_writer_test")
+def test_write_decoded_reaches_a_newly_registered_modality(smell, tmp_path):
+    (path,) = write_decoded(tmp_path, "smell", ["rose", "smoke"])
+    assert path.read_text() == "rose smoke"
+    unregister_adapter("smell")
     with pytest.raises(ValueError, match="unknown modality 'smell'"):
         write_decoded(tmp_path, "smell", ["rose"])
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from qgfd_diffusion.adapters import build_tiny_encoder
+from qgfd_diffusion.data import DataConfig, load_phase_data
 from qgfd_diffusion.train import phases
-from qgfd_diffusion.train.config import DataConfig
-from qgfd_diffusion.train.phases import load_phase_data, resolve_encoder
+from qgfd_diffusion.train.phases import resolve_encoder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

@@ -1,73 +1,45 @@
-"""The offline quality benchmark as a library (its command line: benchmarks/quality.py).
+"""The quality scorers: each samples a trained run and scores the samples against real held-out
+data with the metrics of ``qgfd_diffusion.evaluation``.
 
-evalfile  an eval file (configs/eval/*.yaml): variants, seeds, targets, --quick / --set
-jobs      one (eval file, variant, seed) run: train it in its folder, score it into a row
-scorers   the scoring functions by name (`SCORERS`), each with its `eval` settings dataclass
-report    mean and std over seeds, paired differences by seed, targets met, results.md
-plots     loss curves and quality against the QGFD settings (matplotlib, optional)
-task      all of a task's eval files end to end: `run_task`
+registry    ``SCORERS`` by name (the eval files' ``scorer`` key) and ``Scorer``
+common      what every scorer shares: ``ScoringJob`` (the run it reads), ``generate``, the
+            digit classifier
+digits, table, text, forgetting, graph, video, audio
+            one scorer each: ``<Key>Settings``, ``score_<key>``, ``HEADLINE``
+
+The harness that trains the runs from eval files and reports the scores sits beside its
+command line, benchmarks/quality.py (benchmarks/harness/).
 """
 
-from .evalfile import EvalFile, Target, Variant, load_eval_file, read_document, with_attention
-from .jobs import Job, make_jobs, read_metrics, run_facts, run_job, train
-from .plots import plot_losses, plot_sweep, write_plots
-from .report import (
-    check_targets,
-    generated_metrics,
-    markdown_report,
-    markdown_table,
-    paired_differences,
-    summarise,
-)
-from .scorers import (
-    SCORERS,
-    DigitsSettings,
-    ForgettingSettings,
-    Scorer,
-    TableSettings,
-    TextSettings,
-    generate,
-    score_digits,
-    score_forgetting,
-    score_table,
-    score_text,
-)
-from .task import annotate, environment, run_task
+from .audio import AudioSettings, score_audio
+from .common import ScoringJob, digit_arrays, digit_classifier, generate
+from .digits import DigitsSettings, score_digits
+from .forgetting import ForgettingSettings, score_forgetting
+from .graph import GraphSettings, score_graph
+from .registry import SCORERS, Scorer
+from .table import TableSettings, score_table
+from .text import TextSettings, score_text
+from .video import VideoSettings, score_video
 
 __all__ = [
     "SCORERS",
+    "AudioSettings",
     "DigitsSettings",
-    "EvalFile",
     "ForgettingSettings",
-    "Job",
+    "GraphSettings",
     "Scorer",
+    "ScoringJob",
     "TableSettings",
-    "Target",
     "TextSettings",
-    "Variant",
-    "annotate",
-    "check_targets",
-    "environment",
+    "VideoSettings",
+    "digit_arrays",
+    "digit_classifier",
     "generate",
-    "generated_metrics",
-    "load_eval_file",
-    "make_jobs",
-    "markdown_report",
-    "markdown_table",
-    "paired_differences",
-    "plot_losses",
-    "plot_sweep",
-    "read_document",
-    "read_metrics",
-    "run_facts",
-    "run_job",
-    "run_task",
+    "score_audio",
     "score_digits",
     "score_forgetting",
+    "score_graph",
     "score_table",
     "score_text",
-    "summarise",
-    "train",
-    "with_attention",
-    "write_plots",
+    "score_video",
 ]

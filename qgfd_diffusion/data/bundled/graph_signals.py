@@ -6,11 +6,11 @@ Each example is one graph and one signal on it, generated offline from ``data_se
 
     G ~ networkx.connected_watts_strogatz_graph(N, k, p)   (or another ``GRAPH_GENERATORS`` entry)
     nodes relabelled by a random permutation                (ids carry no position)
-    x ~ N(0, S),  S = the unit-variance GMRF covariance of G  (``evaluation.gmrf``)
+    x ~ N(0, S),  S = the unit-variance GMRF covariance of G  (``gmrf``)
 
-Columns (the ``graph_signal`` schema of ``train/data.py``): "signal" float32 [N], "adjacency"
-uint8 [N, N] (symmetric, no self-loops). The exact Bayes denoiser of this data is known in
-closed form (``evaluation.gmrf.bayes_mse``), so a trained denoiser's error has an absolute
+Columns (the graph-signal adapter's schema): "signal" float32 [N], "adjacency" uint8 [N, N]
+(symmetric, no self-loops). The exact Bayes denoiser of this data is known in closed form
+(``qgfd_diffusion.evaluation.gmrf.bayes_mse``), so a trained denoiser's error has an absolute
 reference.
 """
 
@@ -21,6 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from datasets import Array2D, Features, List, Value
+
+from .base import BundledData
+from .gmrf import gmrf_covariance, sample_gmrf
 
 MODALITY = "graph_signal"
 ADJACENCY = "adjacency"  # the graph column
@@ -72,13 +75,9 @@ def read_graph_signals(
     eps: float = DEFAULT_EPS,
     generator: str = "watts_strogatz",
     data_seed: int = 0,
-):
+) -> BundledData:
     """``num_graphs`` (graph, GMRF signal) examples as ``BundledData``, a function of the
     options alone (``data_seed``, not the run seed: paired runs share one data set)."""
-    # Imported here: bundled.py imports this module, and evaluation loads scikit-learn.
-    from ..evaluation.gmrf import gmrf_covariance, sample_gmrf
-    from .bundled import BundledData
-
     if min(num_graphs, num_nodes, degree) < 1 or not 0.0 <= rewire <= 1.0:
         raise ValueError(
             "graph_signals options num_graphs, num_nodes, degree must be >= 1 and rewire in "

