@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a run config (phases on one backbone)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="exit status: 0 done; 2 bad input (the whole config is checked before any work; "
-        "also data, encoders, checkpoints), one line; 3 a write the disk refused (no space, "
+        "also data, encoders, checkpoints) or a run folder another training process holds, "
+        "one line; 3 a write the disk refused (no space, "
         "read-only folder), one line: the newest complete checkpoint is intact and --resume "
         "continues from it",
     )
@@ -132,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         "beginning; one whose checkpoints are all damaged exits 2",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="do not lock the run folder (only where its file system cannot lock, and only if "
+        "no other process trains in it: two runs in one folder overwrite each other)",
+    )
 
     sample = commands.add_parser(
         "sample",
@@ -207,9 +214,14 @@ def run_train(args) -> None:
     config = load_run_config(args.config, args.overrides)  # every check that needs no data
     _log_to_stderr("qgfd train")
     silence_library_progress_bars()  # one training bar: no weight save/load bars cutting it
-    final = Trainer(
-        config, args.output_dir, resume=args.resume, progress=not args.no_progress
-    ).fit()
+    trainer = Trainer(
+        config,
+        args.output_dir,
+        resume=args.resume,
+        progress=not args.no_progress,
+        lock=not args.no_lock,
+    )
+    final = trainer.fit()
     print(f"final model: {final}")
 
 

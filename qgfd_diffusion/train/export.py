@@ -50,6 +50,17 @@ def ranks_in_sync(backbone: nn.Module, accelerator: Accelerator) -> bool:
     return bool((gathered == gathered[0]).all())
 
 
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` at ``target``: a reader sees the old folder or the new
+    one, whole, never half of either (renames; the old one is deleted only once replaced)."""
+    old = target.with_name(f".{target.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export_final(
     out: Path,
     model: SharedQGFDDiffusionModel,
@@ -74,8 +85,7 @@ def export_final(
         (tmp / "run_config.json").write_text(json.dumps(config.to_dict(), indent=2))
         summary = {**summary, "processes": accelerator.num_processes, "ranks_in_sync": in_sync}
         (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        replace_folder(tmp, final)
         write_samples(out, final, config, sample_graphs)
     accelerator.wait_for_everyone()
     return final

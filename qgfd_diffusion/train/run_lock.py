@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .errors import TrainingError
+
 LOCK_FILE = ".qgfd-run.lock"
 NO_LOCK_FLAG = "--no-lock"
 # errnos of a file system that cannot lock (as opposed to a lock that someone else holds)
 UNSUPPORTED_ERRNOS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
-class RunFolderLockError(RuntimeError):
+class RunFolderLockError(TrainingError):
     """The run folder cannot be taken: another process holds it, or it cannot be locked."""
 
 

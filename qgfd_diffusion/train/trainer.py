@@ -88,7 +88,10 @@ class Trainer:
         *,
         resume: bool = False,
         progress: bool = True,
+        lock: bool = True,
     ):
+        """lock: take the run folder's lock (``run_lock``); False only where the file system
+        cannot lock and nothing else trains in the folder."""
         self.config, self.out, self.progress = config, Path(output_dir), progress
         # Without an accelerator, accelerate runs multi-process jobs (torchrun / accelerate
         # launch) as gloo data parallelism only when told it is on CPU.
@@ -100,7 +103,10 @@ class Trainer:
                 project_dir=str(self.out), logging_dir=str(self.out / TRACKER_FOLDER)
             ),
         )
-        self.checkpoint = open_run_folder(self.out, config, resume=resume, is_main=self.is_main)
+        self.run_folder = open_run_folder(
+            self.out, config, resume=resume, is_main=self.is_main, lock=lock
+        )
+        self.checkpoint = self.run_folder.checkpoint
         _seed_everything(config.seed)
         self.model = SharedQGFDDiffusionModel(config.model_config())
         self.objective = self.model.training_objective(config.train.min_snr_gamma)
@@ -122,7 +128,15 @@ class Trainer:
     # -- run --------------------------------------------------------------------------------
 
     def fit(self) -> Path:
-        """Train every phase (resuming where the checkpoint left off); returns ``final/``."""
+        """Train every phase (resuming where the checkpoint left off); returns ``final/``.
+
+        The run folder's lock is given back when ``fit`` ends, however it ends."""
+        try:
+            return self._fit()
+        finally:
+            self.run_folder.close()
+
+    def _fit(self) -> Path:
         with self.accelerator.main_process_first():  # hub data and models before any work
             check_sources(self.config.phases, self._phase_data, log.info)
         resume_parts = self._restore(self.checkpoint) if self.checkpoint else None

@@ -30,11 +30,25 @@ RUN_TIMEOUT = 600  # seconds; a smoke run takes well under a minute
 #   encoder         while the tiny T5 encoder is built (model saved, tokenizer not yet)
 #   fit:N           at the N-th step of fitting the text adapter's rounding head
 # FAIL_AT="write:N:PART:ERRNO" makes the checkpoint writer raise OSError(ERRNO) instead.
+# PAUSE_AT="step:N:GATE" waits at the start of optimiser step N, after writing GATE.paused, until
+# the file GATE exists (what a second process does meanwhile is then certain).
 DRIVER = r"""
-import errno, os, signal, sys
+import errno, os, signal, sys, time
 kill_at, fail_at = os.environ.get("KILL_AT", ""), os.environ.get("FAIL_AT", "")
+pause_at = os.environ.get("PAUSE_AT", "")
 def kill():
     os.kill(os.getpid(), signal.SIGKILL)
+if pause_at:
+    from qgfd_diffusion.train import trainer
+    _, step, gate = pause_at.split(":", 2)
+    original = trainer.Trainer._train_step
+    def paused_step(self, *args, **kwargs):
+        if self.state.global_step + 1 == int(step) and not os.path.exists(gate):
+            open(gate + ".paused", "w").close()
+            while not os.path.exists(gate):
+                time.sleep(0.05)
+        return original(self, *args, **kwargs)
+    trainer.Trainer._train_step = paused_step
 if kill_at.startswith("step:"):
     from qgfd_diffusion.train import trainer
     target = int(kill_at.split(":")[1])
@@ -78,10 +92,23 @@ sys.exit(main(sys.argv[1:]))
 LAUNCHER = (sys.executable, "-c", DRIVER)
 
 
+def start(*args, pause_at: str) -> subprocess.Popen:
+    """``qgfd ARGS`` in a fresh process that pauses as ``PAUSE_AT`` says; not waited for."""
+    env = {**ENV, "KILL_AT": "", "FAIL_AT": "", "PAUSE_AT": pause_at}
+    return subprocess.Popen(
+        [*LAUNCHER, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def qgfd(
     *args, kill_at: str = "", fail_at: str = "", launcher=LAUNCHER
 ) -> subprocess.CompletedProcess:
-    env = {**ENV, "KILL_AT": kill_at, "FAIL_AT": fail_at}
+    env = {**ENV, "KILL_AT": kill_at, "FAIL_AT": fail_at, "PAUSE_AT": ""}
     return subprocess.run(
         [*launcher, *map(str, args)],
         capture_output=True,

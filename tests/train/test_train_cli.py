@@ -4,16 +4,28 @@
 import json
 import pickle
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import SMOKE, metrics, qgfd, run_differences, train, weights
+from cli_runs import (
+    RUN_TIMEOUT,
+    SMOKE,
+    metrics,
+    qgfd,
+    run_differences,
+    start,
+    train,
+    train_command,
+    weights,
+)
 
 from qgfd_diffusion.cli import main as cli_main
 from qgfd_diffusion.configio import ConfigError, load_yaml
 from qgfd_diffusion.train.checkpoint import COMPLETE_MARKER, complete_checkpoints, latest_checkpoint
 from qgfd_diffusion.train.config import run_config_from_dict
+from qgfd_diffusion.train.run_lock import LOCK_FILE
 
 
 @pytest.mark.slow
@@ -85,6 +97,29 @@ def test_same_seed_gives_the_same_bytes(reference_run, tmp_path):
 # step:13 mid-step; write:20:optimizer mid-checkpoint; write:15:trainer while the phase-boundary
 # checkpoint is written (it never appears: resume from step 10 redoes steps 11-15 and validation).
 @pytest.mark.slow
+def test_a_second_trainer_on_a_live_run_folder_exits_2_and_the_first_finishes_bitwise(
+    reference_run, tmp_path
+):
+    """Two `qgfd train` on one folder: the second is refused at once, with or without --resume
+    (which, unlocked, would resume from step 5 and cut the first run's metrics.jsonl back)."""
+    out, gate = tmp_path / "run", tmp_path / "go"
+    first = start(*train_command(out), pause_at=f"step:8:{gate}")
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not gate.with_name("go.paused").exists():  # the first run holds the folder at step 8
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.1)
+    for extra in ((), ("--resume",)):
+        second = train(out, *extra)
+        errors = [line for line in second.stderr.splitlines() if line.startswith("qgfd train")]
+        assert second.returncode == 2 and len(errors) == 1, second.stderr[-2000:]
+        assert f"{out} is in use by another training process (pid {first.pid} on host" in errors[0]
+    gate.touch()
+    _, stderr = first.communicate(timeout=RUN_TIMEOUT)
+    assert first.returncode == 0, stderr[-3000:]
+    assert run_differences(out, reference_run) == []  # every step logged once, as a lone run
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", ["step:13", "write:20:optimizer", "write:15:trainer"])
 def test_sigkill_then_resume_is_bitwise_identical(reference_run, tmp_path, kill_at):
     out = tmp_path / "run"
@@ -94,6 +129,7 @@ def test_sigkill_then_resume_is_bitwise_identical(reference_run, tmp_path, kill_
     assert newest is not None and (newest / COMPLETE_MARKER).is_file()
     if kill_at == "write:15:trainer":  # a checkpoint appears whole or not at all
         assert newest.name == "step-00000010"
+    assert (out / LOCK_FILE).is_file()  # the dead run's lock file stays; its flock does not
     resumed = train(out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_differences(out, reference_run) == []
