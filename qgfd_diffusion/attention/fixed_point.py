@@ -30,7 +30,9 @@ gradients are exact to the solver's tolerance. Double backward is not supported.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -89,11 +91,11 @@ def solve_values(
 _warned = False  # a non-converged solve is reported once per process
 
 
-def report_nonconvergence(result: SolveResult, what: str, method: str, settings) -> None:
+def report_nonconvergence(result: SolveResult, direction: str, method: str, settings) -> None:
     """Raise or (the first time) warn that a solve stopped above its tolerance."""
     global _warned
     message = (
-        f"QGFD fixed point: the {what} solve ({method}) stopped at relative residual "
+        f"QGFD fixed point: the {direction} solve ({method}) stopped at relative residual "
         f"{result.residual:.3g} > tol={settings.tol:g} after {result.applications} products "
         f"with P (max_applications={settings.max_applications}); raise max_applications or "
         "tol, or lower alpha"
@@ -105,10 +107,43 @@ def report_nonconvergence(result: SolveResult, what: str, method: str, settings)
         warnings.warn(message + " (reported once per process)", FixedPointWarning, stacklevel=4)
 
 
-def _solve_checked(P, apply_P, a, rhs, settings, method, what) -> Tensor:
+@dataclass(frozen=True)
+class SolveRecord:
+    """One solve: ``direction`` forward or adjoint, the method, the products with P (or P^T)
+    it used and the relative residual it reached."""
+
+    direction: str
+    method: str
+    applications: int
+    residual: float
+    converged: bool
+
+
+_recorders: list[list[SolveRecord]] = []
+
+
+@contextmanager
+def record_solves() -> Iterator[list[SolveRecord]]:
+    """Collect a ``SolveRecord`` for every fixed-point solve run inside the block, e.g. to
+    count products with P: ``with record_solves() as solves: out.sum().backward()``."""
+    solves: list[SolveRecord] = []
+    _recorders.append(solves)
+    try:
+        yield solves
+    finally:
+        _recorders.remove(solves)
+
+
+def _solve_checked(P, apply_P, a, rhs, settings, method, direction) -> Tensor:
     result = solve_values(P, apply_P, a, rhs, settings, method)
+    for solves in _recorders:
+        solves.append(
+            SolveRecord(
+                direction, method[0], result.applications, result.residual, result.converged
+            )
+        )
     if not result.converged:
-        report_nonconvergence(result, what, method[0], settings)
+        report_nonconvergence(result, direction, method[0], settings)
     return result.X
 
 

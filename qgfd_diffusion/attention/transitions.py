@@ -37,9 +37,12 @@ from torch import Tensor
 
 from .masks import as_additive_bias, rows_all_equal, symmetric_on_live_keys
 
-# Elements of the [rows, N] similarity block built at once when selecting top-k neighbours or
-# summing the softmax's rows and columns; bounds that memory to ~64 MiB in fp32 whatever N is.
+# Elements of the [rows, N] similarity block built at once when selecting top-k neighbours;
+# bounds the memory of the top-k search to ~64 MiB in fp32 whatever N is.
 TOPK_CHUNK_ELEMENTS = 1 << 24
+# The same for the softmax's row and column sums (the adjoint's one pass over the logits):
+# 4 MiB blocks in fp32, so that the adjoint stays near the few [N, dv] vectors of the solve.
+SUMS_CHUNK_ELEMENTS = 1 << 20
 
 Interval = tuple[float, float]  # [lo, hi] on the real line
 UNIT_SPECTRUM: Interval = (0.0, 1.0)  # similar to a PSD stochastic matrix
@@ -112,7 +115,7 @@ class SoftmaxTransition:
         """r_i = logsumexp_j L_ij and log c_j = logsumexp_i (L_ij - r_i), [B, H, N] each, from
         row chunks of L (never all of L at once)."""
         B, H, N = *self.left.shape[:2], self.right.shape[-2]
-        chunk = max(1, TOPK_CHUNK_ELEMENTS // max(1, B * H * N))
+        chunk = max(1, SUMS_CHUNK_ELEMENTS // max(1, B * H * N))
         row_blocks, column_lse = [], None
         for start in range(0, self.left.shape[-2], chunk):
             rows = slice(start, start + chunk)
