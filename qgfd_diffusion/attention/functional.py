@@ -208,8 +208,11 @@ def diffuse_values(
     iteration: IterationKind,
     early_stop_eps: float | None = None,
 ) -> Tensor:
-    """W such that p_T V = p0 W (see the module docstring), T = ``steps`` >= 0 (the fixed point
-    is ``solve_fixed_point``). V: [B, H, N, dv]."""
+    """W such that p_T V = p0 W (see the module docstring). V: [B, H, N, dv]. ``steps=None``
+    on a built P is the dense solve; ``qgfd_attention`` solves iteratively (``solve_fixed_point``,
+    which rebuilds P from its inputs for the implicit backward)."""
+    if steps is None:
+        return dense_solve(P, V, a)
     teleport = (1 - a) * V  # (1 - a) V, shared by every step
     if iteration == "power":  # P^T V by T products, then one mix
         return _add_scaled(teleport, a, _iterate(P.matmul, V, steps, early_stop_eps))

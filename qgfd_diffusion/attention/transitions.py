@@ -259,29 +259,41 @@ class GraphTransition:
 
 
 class DenseGraphRows:
-    """Row-normalised A * M as a dense [B|1, h, N, N] tensor, with its dangling rows."""
+    """Row-normalised A * M as a dense [B|1, h, N, N] tensor; a dangling row (no out-edge)
+    keeps its mass as a self-loop."""
 
     def __init__(self, A: Tensor, mask: Tensor | None):
         A = A[None, None] if A.dim() == 2 else A[:, None]  # [B|1, 1, N, N]
         if mask is not None:
             A = A * mask.to(A.dtype)  # [b, h, N, N]
         degree = A.sum(-1, keepdim=True)  # [b, h, N, 1]
+        dangling = degree <= 0
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         self.weights = A  # A * M
-        self.dangling = degree <= 0
-        self.P = A / degree.masked_fill(self.dangling, 1.0)  # dangling rows: 0 here
+        self.P = torch.where(dangling, eye, A / degree.masked_fill(dangling, 1.0))
 
     def matmul(self, W: Tensor) -> Tensor:
-        return torch.where(self.dangling, W, self.P.to(W.dtype) @ W)
+        return _shared_heads_matmul(self.P, W)
 
     def rmatmul(self, U: Tensor) -> Tensor:
-        return self.P.to(U.dtype).transpose(-1, -2) @ U + torch.where(self.dangling, U, 0.0)
+        return _shared_heads_matmul(self.P.transpose(-1, -2), U)
 
     def symmetric(self) -> bool:
         return symmetric_on_live_keys(self.weights, self.weights != 0)
 
     def dense(self) -> Tensor:
-        eye = torch.eye(self.P.shape[-1], dtype=self.P.dtype, device=self.P.device)
-        return torch.where(self.dangling, eye, self.P)
+        return self.P
+
+
+def _shared_heads_matmul(P: Tensor, W: Tensor) -> Tensor:
+    """P [b, h, N, N] @ W [B, H, N, e]. One P for all heads (h = 1): the heads become columns,
+    one [N, N] @ [N, H e] product per sample instead of P broadcast (copied) over H."""
+    B, H, N, e = W.shape
+    if P.shape[1] != 1 or H == 1:
+        return P.to(W.dtype) @ W
+    X = W.transpose(1, 2).reshape(B, N, H * e)  # [B, H, N, e] -> [B, N, H*e]
+    Y = P[:, 0].to(W.dtype) @ X  # [b|B, N, N] @ [B, N, H*e]
+    return Y.view(B, N, H, e).transpose(1, 2).contiguous()  # [B, N, H*e] -> [B, H, N, e]
 
 
 class SparseGraphRows:
