@@ -91,9 +91,10 @@ def synchronize(device: str) -> None:
 
 
 def time_interleaved(
-    args, names, N: int, backward: bool, table=None, repeats=None
+    args, names, N: int, backward: bool, table=None, repeats=None, sdpa_samples=1
 ) -> dict[str, float]:
-    """Median seconds per call; methods alternate inside each repeat so drift hits all alike."""
+    """Median seconds per call; methods alternate inside each repeat so drift hits all alike.
+    ``sdpa_samples``: SDPA timings per repeat (the cheap denominator of every ratio)."""
     inputs = make_inputs(args, N, requires_grad=backward)
     table = table or methods(args.steps)
     times = {name: [] for name in names}
@@ -101,14 +102,19 @@ def time_interleaved(
         run_once(table[name], inputs, backward)
     for _ in range(repeats or args.repeats):
         for name in names:
-            repeats = 1 if name in ("naive", "dense", "ppr") and N > 1024 else args.inner
-            synchronize(args.device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                run_once(table[name], inputs, backward)
-            synchronize(args.device)
-            times[name].append((time.perf_counter() - start) / repeats)
+            for _ in range(sdpa_samples if name == "sdpa" else 1):
+                times[name].append(time_call(args, table[name], inputs, backward, name, N))
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def time_call(args, fn, inputs, backward: bool, name: str, N: int) -> float:
+    inner = 1 if name in ("naive", "dense", "ppr") and N > 1024 else args.inner
+    synchronize(args.device)
+    start = time.perf_counter()
+    for _ in range(inner):
+        run_once(fn, inputs, backward)
+    synchronize(args.device)
+    return (time.perf_counter() - start) / inner
 
 
 def peak_extra_memory_mib(args, name: str, N: int, backward: bool) -> float:
@@ -252,9 +258,9 @@ def fixed_point_row(args, N: int, a: float) -> list[str]:
     skip_ppr = a >= args.ppr_skip_alpha and N >= args.ppr_skip_size
     names = ["sdpa", "iterative"] + ([] if skip_ppr else ["ppr"])
     names += ["dense"] if N <= args.dense_max else []
-    repeats = args.repeats if N <= 1024 else 1
-    fwd = time_interleaved(args, names, N, False, table, repeats)
-    fb = time_interleaved(args, ["sdpa", "iterative"], N, True, table, repeats)
+    repeats = args.repeats if N <= 1024 else (3 if N <= 4096 else 1)
+    fwd = time_interleaved(args, names, N, False, table, repeats, sdpa_samples=5)
+    fb = time_interleaved(args, ["sdpa", "iterative"], N, True, table, repeats, sdpa_samples=5)
     inputs = make_inputs(args, N, requires_grad=True)
     reference = dense_reference(args, N, a) if N <= args.dense_max else None
     cells = []
