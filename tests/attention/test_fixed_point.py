@@ -14,6 +14,7 @@ from qgfd_diffusion.attention.fixed_point import (
     FixedPointNotConverged,
     FixedPointWarning,
     choose_method,
+    record_solves,
 )
 from qgfd_diffusion.attention.functional import TransitionBuilder
 from qgfd_diffusion.attention.masks import graph_attention_mask
@@ -212,6 +213,15 @@ def test_backward_stores_no_iteration():
         return total
 
     assert saved_bytes(0.5) == saved_bytes(0.99)
+
+
+def test_record_solves_counts_the_forward_and_the_adjoint_solve():
+    q, k, v = _qkv(n=64, d=8)
+    with record_solves() as solves:
+        qgfd_attention(q, k, v, alpha=0.9, steps=None, path="fused").sum().backward()
+    assert [s.direction for s in solves] == ["forward", "adjoint"]
+    assert all(s.method == "chebyshev" and s.converged and s.residual <= 1e-4 for s in solves)
+    assert all(2 <= s.applications <= 30 for s in solves)  # ~15 at a = 0.9 on [0, 1]
 
 
 @pytest.mark.parametrize("solver", ["chebyshev", "gmres", "ppr", "dense"])
