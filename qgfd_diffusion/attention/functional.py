@@ -15,6 +15,7 @@ Never materialising p, the recursion runs on values instead (exact, by associati
     W_0 = V,  W_{t+1} = (1 - a) V + a P W_t,  out = p0 W_T = SDPA(Q, K, W_T)
 so T steps cost T products P W plus one attention call. For softmax-type P each product is a
 fused attention call itself: T + 1 fused calls, O(N dv) memory, no N x N tensor.
+T = inf (``steps=None``) solves (I - a P) W = (1 - a) V the same way (fixed_point.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..checks import check_choice
+from .fixed_point import ImplicitFixedPoint, dense_solve
 from .masks import entry_mask, key_mask, transition_mask
-from .options import IterationKind, PathKind, TransitionKind
+from .options import (
+    FixedPointSettings,
+    IterationKind,
+    NonConvergence,
+    PathKind,
+    SolverKind,
+    TransitionKind,
+)
 from .transitions import (
     DenseTransition,
     GraphTransition,
@@ -61,6 +70,10 @@ def qgfd_attention(
     dropout_p: float = 0.0,
     detach_transition: bool = False,
     path: PathKind = "auto",
+    solver: SolverKind = "auto",
+    tol: float = 1e-4,
+    max_applications: int = 500,
+    on_nonconvergence: NonConvergence = "warn",
 ) -> Tensor:
     """QGFD attention: out = p_T V with p_T the T-step walk from p0 = softmax(s Q K^T).
 
@@ -68,9 +81,11 @@ def qgfd_attention(
         query: [B, H, Lq, d]. key: [B, H, N, d]. value: [B, H, N, dv].
         attn_mask: bool (True = takes part) or additive float, broadcastable to [B, H, Lq, N].
             Applied to p0 and to P (key-padding masks [.., 1, N] or self-attention [.., N, N]).
-        alpha: a in [0, 1]: float, or a tensor: 0-d, per head [H], or broadcastable [B|1, H|1]
-            (e.g. a function of the diffusion timestep).
-        steps: T >= 0; None solves the ``ppr`` fixed point (1 - a) p0 (I - a P)^-1 exactly.
+        alpha: a in [0, 1] ([0, 1) for steps=None): float, or a tensor: 0-d, per head [H], or
+            broadcastable [B|1, H|1] (e.g. a function of the diffusion timestep).
+        steps: T >= 0; None solves the ``ppr`` fixed point (1 - a) p0 (I - a P)^-1 iteratively
+            to ``tol`` (fixed_point.py: Chebyshev where P's spectrum is known real, GMRES
+            elsewhere), with gradients by implicit differentiation; O(N dv) memory.
         transition: ``keys`` softmax(s K K^T), ``cosine`` softmax(K^ K^^T / temperature),
             ``attention`` P = p0 (needs Lq = N), ``graph`` the row-normalised ``graph``
             adjacency (restricted to the mask's entries), ``linear`` the DIFFormer-s kernel.
@@ -83,6 +98,12 @@ def qgfd_attention(
         detach_transition: build P from detached inputs (seed 003's ``detach_P``).
         path: ``fused`` (T + 1 fused calls, O(N) memory), ``materialized`` (P built once), or
             ``auto`` (materialised when P is small).
+        solver: how steps=None solves: ``auto``, ``chebyshev``, ``gmres``, ``ppr`` (the PPR
+            iteration to ``tol``) or ``dense`` (P materialised and LU-solved; small N only).
+        tol: relative residual at which a steps=None solve (forward and adjoint) stops.
+        max_applications: products with P one steps=None solve may use.
+        on_nonconvergence: ``warn`` (once per process, with the residual reached) or ``raise``
+            (``FixedPointNotConverged``) when a solve ends above ``tol``.
 
     Returns:
         out [B, H, Lq, dv]. With a = 0 or T = 0 it is exactly ``F.scaled_dot_product_attention``.
@@ -93,24 +114,57 @@ def qgfd_attention(
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=s
         )
-    a = _alpha_as_tensor(alpha, query)  # float or [B|1, H|1, 1, 1]
-    P = build_transition(
-        query,
-        key,
-        attn_mask,
-        transition=transition,
-        topk=topk,
-        temperature=temperature,
-        graph=graph,
-        scale=s,
-        detach=detach_transition,
-    )
-    if steps is None or _use_materialized(path, P, key):
-        P = DenseTransition(P.dense())
-    W = diffuse_values(P, value, a, steps, iteration, early_stop_eps)  # [B, H, N, dv]
+    a = _alpha_as_tensor(alpha, query, fixed_point=steps is None)  # float or [B|1, H|1, 1, 1]
+    make_P = TransitionBuilder(transition, topk, temperature, s, detach_transition, path)
+    if steps is None:
+        settings = FixedPointSettings(solver, tol, max_applications, on_nonconvergence)
+        W = solve_fixed_point(make_P, (query, key, attn_mask, graph), value, a, settings)
+    else:
+        W = diffuse_values(
+            make_P(query, key, attn_mask, graph), value, a, steps, iteration, early_stop_eps
+        )  # [B, H, N, dv]
     return F.scaled_dot_product_attention(
         query, key, W, attn_mask=attn_mask, dropout_p=dropout_p, scale=s
     )
+
+
+class TransitionBuilder:
+    """(query, key, attn_mask, graph) -> P with fixed settings, materialised when ``path`` says
+    so. A plain object, so that the fixed point's backward can rebuild P from its inputs."""
+
+    def __init__(self, transition, topk, temperature, scale, detach, path):
+        self.transition, self.topk, self.temperature = transition, topk, temperature
+        self.scale, self.detach, self.path = scale, detach, path
+
+    def __call__(self, query, key, attn_mask, graph) -> Transition:
+        P = build_transition(
+            query,
+            key,
+            attn_mask,
+            transition=self.transition,
+            topk=self.topk,
+            temperature=self.temperature,
+            graph=graph,
+            scale=self.scale,
+            detach=self.detach,
+        )
+        if _use_materialized(self.path, P, key):
+            return DenseTransition(P.dense(), P.spectrum)
+        return P
+
+
+def solve_fixed_point(
+    make_P: TransitionBuilder,
+    theta: tuple[Tensor | None, ...],
+    V: Tensor,
+    a: float | Tensor,
+    settings: FixedPointSettings,
+) -> Tensor:
+    """W with (I - a P) W = (1 - a) V, P = make_P(*theta): implicit gradients, or the dense
+    solve (``solver="dense"``, autograd through the LU)."""
+    if settings.solver == "dense":
+        return dense_solve(make_P(*theta), V, a)
+    return ImplicitFixedPoint.apply(make_P, settings, a, V, *theta)
 
 
 def build_transition(
@@ -154,12 +208,12 @@ def diffuse_values(
     iteration: IterationKind,
     early_stop_eps: float | None = None,
 ) -> Tensor:
-    """W such that p_T V = p0 W (see the module docstring). V: [B, H, N, dv]."""
+    """W such that p_T V = p0 W (see the module docstring). V: [B, H, N, dv]. ``steps=None``
+    on a built P is the dense solve; ``qgfd_attention`` solves iteratively (``solve_fixed_point``,
+    which rebuilds P from its inputs for the implicit backward)."""
+    if steps is None:
+        return dense_solve(P, V, a)
     teleport = (1 - a) * V  # (1 - a) V, shared by every step
-    if steps is None:  # fixed point of ppr: (I - a P) W = (1 - a) V
-        P_dense = P.dense()
-        eye = torch.eye(P_dense.shape[-1], dtype=P_dense.dtype, device=P_dense.device)
-        return torch.linalg.solve(eye - a * P_dense, teleport)
     if iteration == "power":  # P^T V by T products, then one mix
         return _add_scaled(teleport, a, _iterate(P.matmul, V, steps, early_stop_eps))
     ppr_update = lambda W_t: _add_scaled(teleport, a, P.matmul(W_t))
@@ -194,12 +248,18 @@ def _is_plain_attention(alpha: float | Tensor, steps: int | None) -> bool:
     return steps == 0 or (not isinstance(alpha, Tensor) and float(alpha) == 0.0)
 
 
-def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
-    """alpha -> float, or a tensor [B|1, H|1, 1, 1] in the query's dtype (1-d: per head [H])."""
+def _alpha_as_tensor(alpha: float | Tensor, query: Tensor, fixed_point: bool) -> float | Tensor:
+    """alpha -> float, or a tensor [B|1, H|1, 1, 1] in the query's dtype (1-d: per head [H]).
+    The fixed point needs a < 1 (I - a P is singular at a = 1)."""
     if not isinstance(alpha, Tensor):
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if not 0.0 <= float(alpha) <= 1.0 or (fixed_point and float(alpha) == 1.0):
+            raise ValueError(f"alpha must be in {_alpha_range(fixed_point)}, got {alpha}")
         return float(alpha)
+    if fixed_point and bool(((alpha < 0) | (alpha >= 1)).any()):
+        low, high = float(alpha.detach().min()), float(alpha.detach().max())
+        raise ValueError(
+            f"alpha must be in {_alpha_range(fixed_point)}, got values in [{low:g}, {high:g}]"
+        )
     B, H = query.shape[:2]
     a = torch.as_tensor(alpha, dtype=query.dtype, device=query.device)
     if a.dim() == 1:
@@ -209,6 +269,10 @@ def _alpha_as_tensor(alpha: float | Tensor, query: Tensor) -> float | Tensor:
     if a.dim() > 2 or (a.dim() == 2 and (a.shape[0] not in (1, B) or a.shape[1] not in (1, H))):
         raise ValueError(f"alpha must be a float, [H] or [B|1, H|1]; got shape {tuple(a.shape)}")
     return a.reshape(*a.shape, *([1] * (4 - a.dim()))) if a.dim() else a
+
+
+def _alpha_range(fixed_point: bool) -> str:
+    return "[0, 1) for the fixed point (steps=None)" if fixed_point else "[0, 1]"
 
 
 def _use_materialized(path: PathKind, P: Transition, key: Tensor) -> bool:

@@ -120,3 +120,21 @@ def graph_attention_mask(adjacency: Tensor, key_padding_mask: Tensor | None = No
     if key_padding_mask is not None:
         support = (support & key_padding_mask.bool()[:, None, :]) | eye  # [B, L, L]
     return support[:, None]  # [B|1, 1, L, L]
+
+
+def rows_all_equal(mask: Tensor) -> bool:
+    """Whether every query row of a mask [.., rows, N] is the same (a key-padding mask, maybe
+    expanded over queries as transformers passes it)."""
+    return mask.shape[-2] == 1 or bool((mask == mask[..., :1, :]).all())
+
+
+def symmetric_on_live_keys(values: Tensor, live: Tensor) -> bool:
+    """Whether ``values`` [.., N, N] is symmetric on the keys that some row reaches.
+
+    ``live`` [.., N, N] marks the entries that take part. A key no row reaches (an all-False
+    column, e.g. a padded key) only has an out-row, which leaves the transition block-triangular
+    with the reached block's spectrum, so its row need not mirror its column.
+    """
+    reached = live.any(-2)  # [.., N]
+    both = reached[..., :, None] & reached[..., None, :]  # [.., N, N]
+    return bool(((values == values.transpose(-1, -2)) | ~both).all())

@@ -30,6 +30,33 @@ TransitionKind = Literal["keys", "cosine", "attention", "graph", "linear"]
 IterationKind = Literal["ppr", "power"]
 PathKind = Literal["auto", "fused", "materialized"]
 AlphaMode = Literal["fixed", "warmup", "learnable"]
+SolverKind = Literal["auto", "chebyshev", "gmres", "ppr", "dense"]  # steps=None (fixed_point.py)
+NonConvergence = Literal["warn", "raise"]
+
+
+@dataclass(frozen=True)
+class FixedPointSettings:
+    """How ``steps=None`` solves (I - a P) W = (1 - a) V.
+
+    solver: ``auto`` (Chebyshev where the spectrum is known real, else GMRES), ``chebyshev``,
+        ``gmres``, ``ppr`` (the PPR iteration to the tolerance) or ``dense`` (LU; small N).
+    tol: relative residual ||(1 - a) V - (I - a P) W||_F / ||(1 - a) V||_F of every sample
+        and head, forward and adjoint alike.
+    max_applications: products with P (or P^T) one solve may use.
+    on_nonconvergence: ``warn`` (once per process, with the residual reached) or ``raise``.
+    """
+
+    solver: SolverKind = "auto"
+    tol: float = 1e-4
+    max_applications: int = 500
+    on_nonconvergence: NonConvergence = "warn"
+
+    def __post_init__(self) -> None:
+        check_choice("solver", self.solver, SolverKind)
+        check_range("tol", self.tol, 0.0)
+        check_int("max_applications", self.max_applications, 1)
+        check_choice("on_nonconvergence", self.on_nonconvergence, NonConvergence)
+
 
 # seed spelling -> QGFDOptions field
 SEED_ALIASES: dict[str, str] = {
@@ -62,6 +89,12 @@ class QGFDOptions:
     early_stop_eps: stop the iteration once max |W_{t+1} - W_t| < eps (None = never).
     detach_transition: build P from detached keys (seed 003's ``detach_P``).
     path: ``auto``, ``fused`` (T + 1 fused attention calls) or ``materialized`` (P built once).
+    solver: how steps=None solves the fixed point: ``auto`` (Chebyshev where P's spectrum is
+        known real, GMRES elsewhere; fixed_point.py), ``chebyshev``, ``gmres``, ``ppr`` (the
+        PPR iteration to ``tol``) or ``dense`` (P materialised and LU-solved; small N).
+    tol: relative residual at which a steps=None solve stops (forward and adjoint).
+    max_applications: products with P one steps=None solve may use.
+    on_nonconvergence: ``warn`` (once per process) or ``raise`` when a solve ends above tol.
     """
 
     alpha: float = 0.1
@@ -75,16 +108,26 @@ class QGFDOptions:
     early_stop_eps: float | None = None
     detach_transition: bool = False
     path: PathKind = "auto"
+    solver: SolverKind = "auto"
+    tol: float = 1e-4
+    max_applications: int = 500
+    on_nonconvergence: NonConvergence = "warn"
 
     def __post_init__(self) -> None:
         check_range("alpha", self.alpha, 0.0, 1.0)
         if self.steps is not None:
             check_int("steps", self.steps, 0)
+        elif self.alpha == 1.0:
+            raise ValueError(
+                "alpha must be in [0, 1) for the fixed point (steps=None): I - a P is singular "
+                "at a = 1; got alpha=1.0"
+            )
         check_choice("transition", self.transition, TransitionKind)
         check_choice("iteration", self.iteration, IterationKind)
         check_choice("alpha_mode", self.alpha_mode, AlphaMode)
         check_choice("path", self.path, PathKind)
         check_range("temperature", self.temperature, 1e-6)
+        self.fixed_point()  # validates solver, tol, max_applications, on_nonconvergence
         check_int("warmup_steps", self.warmup_steps, 0)
         if self.early_stop_eps is not None:
             check_range("early_stop_eps", self.early_stop_eps, 0.0)
@@ -100,6 +143,12 @@ class QGFDOptions:
                     f"got transition={self.transition!r}"
                 )
 
+    def fixed_point(self) -> FixedPointSettings:
+        """How steps=None solves the fixed point (the four solver fields)."""
+        return FixedPointSettings(
+            self.solver, self.tol, self.max_applications, self.on_nonconvergence
+        )
+
     def kernel_kwargs(self) -> dict[str, Any]:
         """The keyword options of ``qgfd_attention`` that these settings fix (all but alpha,
         which a module resolves per call from ``alpha_mode``)."""
@@ -112,6 +161,10 @@ class QGFDOptions:
             early_stop_eps=self.early_stop_eps,
             detach_transition=self.detach_transition,
             path=self.path,
+            solver=self.solver,
+            tol=self.tol,
+            max_applications=self.max_applications,
+            on_nonconvergence=self.on_nonconvergence,
         )
 
     def to_dict(self) -> dict[str, Any]:

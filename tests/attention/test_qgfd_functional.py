@@ -10,6 +10,7 @@ from qgfd_diffusion.attention import naive_qgfd_attention, qgfd_attention
 
 B, H, N, D = 2, 3, 10, 8
 TOL = 1e-8
+SOLVE = dict(tol=1e-12)  # the fixed point's iterative solve, far below TOL
 
 
 def _inputs(Lq=N, requires_grad=True):
@@ -63,7 +64,7 @@ def _case(transition, iteration):
 
 def _assert_same_forward_and_grad(kwargs_fast, kwargs_ref, mask, Lq=N):
     q, k, v = _inputs(Lq)
-    out = qgfd_attention(q, k, v, mask, **kwargs_fast)
+    out = qgfd_attention(q, k, v, mask, **kwargs_fast, **SOLVE)
     ref = naive_qgfd_attention(q, k, v, mask, **kwargs_ref)
     torch.testing.assert_close(out, ref, atol=TOL, rtol=0)
     upstream = torch.randn_like(out)
@@ -80,7 +81,7 @@ def test_matches_naive_reference(transition, iteration, mask_name, path):
     mask = _masks()[mask_name]
     if mask_name in REJECTED_MASKS.get(transition, ()):
         with pytest.raises(ValueError, match="accept only"):
-            qgfd_attention(*_inputs(), mask, path=path, **_case(transition, iteration))
+            qgfd_attention(*_inputs(), mask, path=path, **_case(transition, iteration), **SOLVE)
         return
     case = _case(transition, iteration)
     _assert_same_forward_and_grad(dict(case, path=path), case, mask)
@@ -124,7 +125,7 @@ def test_zero_alpha_tensor_is_exactly_attention():
 
 def test_fixed_point_is_the_limit_of_the_iteration():
     q, k, v = _inputs(requires_grad=False)
-    fixed = qgfd_attention(q, k, v, alpha=0.6, steps=None)
+    fixed = qgfd_attention(q, k, v, alpha=0.6, steps=None, **SOLVE)
     long_run = qgfd_attention(q, k, v, alpha=0.6, steps=80)
     torch.testing.assert_close(long_run, fixed, atol=1e-12, rtol=0)
 

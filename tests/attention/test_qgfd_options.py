@@ -111,7 +111,7 @@ def test_options_are_frozen_and_round_trip_through_a_dict():
 
 
 def test_literal_types_have_one_home():
-    for name in ("TransitionKind", "IterationKind", "PathKind"):
+    for name in ("TransitionKind", "IterationKind", "PathKind", "SolverKind", "NonConvergence"):
         assert getattr(functional, name) is getattr(options, name)
     assert kernels.AlphaMode is options.AlphaMode
 
