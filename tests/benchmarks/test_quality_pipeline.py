@@ -121,6 +121,7 @@ EXPECTED = {
             "sdpa mask 4x depth",
             "sdpa lappe",
             "qgfd graph a=0.9 fixed mask",
+            "qgfd graph a=0.9 fixed mask iterative",
             "qgfd graph learned a mask",
             "qgfd graph a(t) mask",
             "qgfd keys a=0.9 T=16",

@@ -45,11 +45,14 @@ def test_legacy_folder_loads_with_its_schedule_and_qgfd_settings():
     assert kernel.options == model.cfg.qgfd  # the flat keys reached the attention
 
 
-def test_legacy_folder_samples_the_bytes_the_old_code_sampled():
+def test_legacy_folder_samples_what_the_old_code_sampled():
+    # Equal to float32 rounding, not bitwise: the recorded latents come from one machine, and the
+    # order of float32 sums in CPU matmul kernels differs between CPUs and thread counts (about
+    # 1e-6 relative here). A lost setting (alpha, transition, the EMA weights) moves them by O(1).
     expected = load_file(str(FIXTURES / "legacy_v0_1_expected_latents.safetensors"))
-    assert torch.equal(sample_like_the_old_code(load_trained_model(LEGACY)), expected["ema"])
-    live = load_trained_model(LEGACY, use_ema=False)
-    assert torch.equal(sample_like_the_old_code(live), expected["live"])
+    for use_ema, name in ((True, "ema"), (False, "live")):
+        sampled = sample_like_the_old_code(load_trained_model(LEGACY, use_ema=use_ema))
+        torch.testing.assert_close(sampled, expected[name], rtol=1e-5, atol=1e-5)
 
 
 def test_resaving_a_legacy_folder_writes_todays_layout(tmp_path):
