@@ -12,7 +12,7 @@ from .kernels import (
 )
 from .layer import QGFDLayer, transition_from_networkx
 from .multihead import MultiheadAttention, QGFDMultiheadAttention, make_attention
-from .options import SEED_ALIASES, QGFDOptions, canonical_qgfd_keys, qgfd_options
+from .options import PROTOTYPE_ALIASES, QGFDOptions, canonical_qgfd_keys, qgfd_options
 from .reference import naive_qgfd_attention
 from .state import QGFDState, set_qgfd_step
 
@@ -47,7 +47,7 @@ __all__ = [
     "QGFDOptions",
     "QGFDState",
     "SDPAKernel",
-    "SEED_ALIASES",
+    "PROTOTYPE_ALIASES",
     "build_transition",
     "canonical_qgfd_keys",
     "diffuse_values",

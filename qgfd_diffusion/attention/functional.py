@@ -2,14 +2,14 @@
 
 Dimension legend: B batch, H heads, Lq queries, N keys, d key width, dv value width.
 
-Symbols (DESIGN.md section 2; seed 000):
+Symbols (DESIGN.md section 2; prototype 000):
     s      scale, 1/sqrt(d) by default
     p0     seed distribution softmax(s Q K^T + bias)              [B, H, Lq, N]
     P      row-stochastic transition over keys                   [B, H, N, N]
     a      alpha, the weight of the walk (1 - a: teleport to p0)
     T      steps
     ppr:   p_{t+1} = (1 - a) p0 + a p_t P,  out = p_T V            (personalised PageRank)
-    power: p = (1 - a) p0 + a p0 P^T  (P to the power T; seed 001)
+    power: p = (1 - a) p0 + a p0 P^T  (P to the power T; prototype 001)
 
 Never materialising p, the recursion runs on values instead (exact, by associativity):
     W_0 = V,  W_{t+1} = (1 - a) V + a P W_t,  out = p0 W_T = SDPA(Q, K, W_T)
@@ -95,7 +95,7 @@ def qgfd_attention(
         topk: keep only the k largest logits of each row of a softmax-type P.
         early_stop_eps: stop once max |W_{t+1} - W_t| < eps (the result stays differentiable).
         dropout_p: dropout on the seed distribution p0 (as SDPA's attention dropout).
-        detach_transition: build P from detached inputs (seed 003's ``detach_P``).
+        detach_transition: build P from detached inputs (prototype 003's ``detach_P``).
         path: ``fused`` (T + 1 fused calls, O(N) memory), ``materialized`` (P built once), or
             ``auto`` (materialised when P is small).
         solver: how steps=None solves: ``auto``, ``chebyshev``, ``gmres``, ``ppr`` (the PPR

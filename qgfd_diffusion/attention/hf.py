@@ -10,10 +10,10 @@ keyed by ``config._attn_implementation``. Registering :func:`qgfd_attention_forw
 as they are. The mask builder of ``"sdpa"`` is registered for ``"qgfd"`` as well, so the model
 hands over the same boolean masks it would give SDPA.
 
-Seed-003 API on top (DESIGN.md section 2):
+Prototype-003 API on top (DESIGN.md section 2):
 
 * :class:`MultiHeadQGFDLayer`: the QGFD state (a ``QGFDState``) attached to one attention
-  module as ``module.qgfd``: its ``QGFDOptions`` (seed 003's defaults: ``HF_QGFD_DEFAULTS``)
+  module as ``module.qgfd``: its ``QGFDOptions`` (prototype 003's defaults: ``HF_QGFD_DEFAULTS``)
   and a ``step`` buffer (the training step) from which the warm-up
   alpha(step) = alpha * min(1, step / warmup_steps) is read.
 * :func:`wrap_model_with_qgfd`: attaches one state per attention module and switches the model
@@ -62,7 +62,7 @@ from transformers.masking_utils import sdpa_mask
 
 from ..checks import check_choice
 from .functional import qgfd_attention
-from .options import SEED_ALIASES, QGFDOptions, qgfd_options
+from .options import PROTOTYPE_ALIASES, QGFDOptions, qgfd_options
 from .state import QGFDState, set_qgfd_step
 
 QGFD_ATTN_IMPLEMENTATION = "qgfd"
@@ -73,7 +73,7 @@ HFAlphaMode = Literal["fixed", "warmup"]
 _REGISTRY_MARKER = "ALL_ATTENTION_FUNCTIONS"
 
 
-# Seed 003's defaults for transformers models: the cosine transition, T = 4, a small alpha.
+# Prototype 003's defaults for transformers models: the cosine transition, T = 4, a small alpha.
 HF_QGFD_DEFAULTS = QGFDOptions(alpha=0.02, steps=4, transition="cosine")
 
 
@@ -81,7 +81,7 @@ class MultiHeadQGFDLayer(QGFDState):
     """Per-module QGFD state (``QGFDState``): options plus the training step of the warm-up.
 
     ``MultiHeadQGFDLayer(options=None, **overrides)``: ``overrides`` are ``QGFDOptions`` fields
-    or seed spellings (``diffusion_steps``, ``target_alpha``, ``temp``, ``detach_P``) over
+    or prototype spellings (``diffusion_steps``, ``target_alpha``, ``temp``, ``detach_P``) over
     ``options`` (default ``HF_QGFD_DEFAULTS``); see :func:`hf_qgfd_options`. Attached as
     ``attention_module.qgfd``; its ``step`` buffer is saved in the state dict.
     """
@@ -93,10 +93,10 @@ class MultiHeadQGFDLayer(QGFDState):
 
 
 def hf_qgfd_options(base: QGFDOptions | None = None, /, **overrides: object) -> QGFDOptions:
-    """``qgfd_options`` over ``base`` (default ``HF_QGFD_DEFAULTS``) with seed 003's rule: a
+    """``qgfd_options`` over ``base`` (default ``HF_QGFD_DEFAULTS``) with prototype 003's rule: a
     given ``warmup_steps`` turns the warm-up on when > 0 and off when 0, unless ``alpha_mode``
     is given too."""
-    names = {SEED_ALIASES.get(key, key): key for key in overrides}
+    names = {PROTOTYPE_ALIASES.get(key, key): key for key in overrides}
     if "warmup_steps" in names and "alpha_mode" not in names:
         warmup_steps = overrides[names["warmup_steps"]]
         warms_up = isinstance(warmup_steps, (int, float)) and warmup_steps > 0
@@ -322,10 +322,10 @@ def wrap_model_with_qgfd(
     verbose: bool = True,
     **settings: object,
 ) -> nn.Module:
-    """Run every attention module of a transformers model as QGFD (seed 003's entry point).
+    """Run every attention module of a transformers model as QGFD (prototype 003's entry point).
 
     Attaches one ``layer_cls`` state (``module.qgfd``) per attention module that routes through
-    ``AttentionInterface`` and switches the model to ``attn_implementation="qgfd"``. The seed
+    ``AttentionInterface`` and switches the model to ``attn_implementation="qgfd"``. The prototype
     arguments map to ``QGFDOptions`` (T = ``diffusion_steps``, alpha = ``target_alpha``,
     ``temperature``, ``detach_transition``); the warm-up is on when ``warmup_steps`` > 0. Extra
     ``settings`` are other ``QGFDOptions`` fields (``transition``, ``topk``, ``iteration``,

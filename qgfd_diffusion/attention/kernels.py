@@ -8,7 +8,7 @@ Kinds (``ATTENTION_KINDS``):
 
 * ``sdpa``      softmax(s q k^T) v, the fused PyTorch kernel
 * ``qgfd``      QGFD (functional.qgfd_attention); alpha fixed, warmed up, or learned per head
-* ``heat``      heat-kernel attention softmax(q k^T / (2 t sqrt d)) (seed 004); t fixed,
+* ``heat``      heat-kernel attention softmax(q k^T / (2 t sqrt d)) (prototype 004); t fixed,
                 depth-scaled t = t0 sqrt(L0 / L), or learned per head; t = 1/2 is ``sdpa``
 * ``difformer`` DIFFormer-s rownorm(1 + q~ k~^T) v in O(N) (arXiv 2301.09474, eq. 8) or
                 DIFFormer-a rownorm(sigmoid(s q k^T)) v in O(N^2)
@@ -59,10 +59,10 @@ class SDPAKernel(AttentionKernel):
 
 
 class QGFDKernel(QGFDState, AttentionKernel):
-    """QGFD with a fixed, warmed-up (seed 003) or learnable-per-head alpha (``QGFDState``).
+    """QGFD with a fixed, warmed-up (prototype 003) or learnable-per-head alpha (``QGFDState``).
 
     ``QGFDKernel(H, options)``, ``QGFDKernel(H, alpha=0.3, steps=2)`` or both: keywords are
-    ``QGFDOptions`` fields or seed spellings, folded over ``options`` (default
+    ``QGFDOptions`` fields or prototype spellings, folded over ``options`` (default
     ``QGFDOptions()``) by ``qgfd_options``. ``forward(..., alpha=...)`` overrides alpha per
     call, e.g. as a function of the diffusion timestep ([B, 1] or [B, H]).
     """
@@ -85,7 +85,7 @@ class QGFDKernel(QGFDState, AttentionKernel):
 
 
 class HeatKernel(AttentionKernel):
-    """Heat-kernel attention (seed 004): logits q.k / (2 t sqrt d), diffusion time t per head."""
+    """Heat-kernel attention (prototype 004): logits q.k / (2 t sqrt d); time t per head."""
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class HeatKernel(AttentionKernel):
 
 
 class DIFFormerKernel(AttentionKernel):
-    """DIFFormer attention (seed 002): variant ``s`` linear in N, variant ``a`` quadratic."""
+    """DIFFormer attention (prototype 002): variant ``s`` linear in N, variant ``a`` quadratic."""
 
     def __init__(self, num_heads: int, *, variant: DIFFormerVariant = "s"):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Seed 000's single-head ``QGFDLayer`` and a networkx graph -> transition helper.
+"""Prototype 000's single-head ``QGFDLayer`` and a networkx graph -> transition helper.
 
 Dimension legend: B batch, Lq queries, N nodes, D input width, Dp projected width.
 """
@@ -13,7 +13,7 @@ from .options import qgfd_options
 
 
 class QGFDLayer(nn.Module):
-    """Query-Graph-Flow-Diffusion layer (seed 000 API): project, diffuse over keys, aggregate.
+    """Query-Graph-Flow-Diffusion layer (prototype 000 API): project, diffuse over keys, aggregate.
 
     forward(queries [B, Lq, D], kv [N, D] (shared nodes) or [B, N, D], adj None | [N, N] |
     [B, N, N] | sparse [N, N]) -> [B, Lq, D]. Without ``adj`` the transition is built from key
@@ -62,7 +62,7 @@ class QGFDLayer(nn.Module):
         out = qgfd_attention(Q, K, V, alpha=self.options.alpha, graph=adj, **options)
         return self.out_proj(out.squeeze(1))  # [B, Lq, D]
 
-    # Seed 000's attribute names, read from ``options``.
+    # Prototype 000's attribute names, read from ``options``.
     @property
     def alpha(self) -> float:
         return self.options.alpha

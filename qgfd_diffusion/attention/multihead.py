@@ -78,9 +78,9 @@ def merge_masks(key_padding_mask: Tensor | None, attn_mask: Tensor | None) -> Te
 
 
 class QGFDMultiheadAttention(MultiheadAttention):
-    """Multi-head QGFD attention (seed 001's ``QGFDMultiheadAttention``).
+    """Multi-head QGFD attention (prototype 001's ``QGFDMultiheadAttention``).
 
-    ``options`` and keywords (``QGFDOptions`` fields or seed spellings: alpha, steps,
+    ``options`` and keywords (``QGFDOptions`` fields or prototype spellings: alpha, steps,
     transition, iteration, topk, temperature, alpha_mode, warmup_steps, early_stop_eps,
     detach_transition, path) go to ``QGFDKernel``.
     """

@@ -1,7 +1,7 @@
 """``QGFDOptions``: the one vocabulary of QGFD attention's settings.
 
 Every QGFD user reads its settings from this dataclass: the kernel module (``QGFDKernel``),
-the transformers integration (``MultiHeadQGFDLayer`` / ``wrap_model_with_qgfd``), seed 000's
+the transformers integration (``MultiHeadQGFDLayer`` / ``wrap_model_with_qgfd``), prototype 000's
 ``QGFDLayer`` and the backbone's ``DiffusionConfig.qgfd``. The alpha of a call (fixed, warmed
 up with the optimiser step, or learned per head) is resolved from these options by one holder,
 ``QGFDState`` (state.py).
@@ -11,10 +11,11 @@ p0), T = ``steps`` (PPR iterations of p <- (1 - a) p0 + a p P; None solves the f
 tau = ``temperature`` of the ``cosine`` transition.
 
 "steps" here always means T, the number of QGFD iterations, never DDPM timesteps; the one
-exception is ``warmup_steps``, the length of the alpha warm-up in optimiser steps. Seed
+exception is ``warmup_steps``, the length of the alpha warm-up in optimiser steps. Prototype
 spellings are accepted at the edges by :func:`qgfd_options` and mapped here once
-(``SEED_ALIASES``): seed 000's ``diffusion_steps``, seed 003's ``target_alpha`` / ``temp`` /
-``detach_P``, and the flat ``qgfd_*`` keys of DiffusionConfig YAML files before this class.
+(``PROTOTYPE_ALIASES``): prototype 000's ``diffusion_steps``, prototype 003's ``target_alpha`` /
+``temp`` / ``detach_P``, and the flat ``qgfd_*`` keys of DiffusionConfig YAML files written before
+this class.
 """
 
 from __future__ import annotations
@@ -58,15 +59,15 @@ class FixedPointSettings:
         check_choice("on_nonconvergence", self.on_nonconvergence, NonConvergence)
 
 
-# seed spelling -> QGFDOptions field
-SEED_ALIASES: dict[str, str] = {
-    "diffusion_steps": "steps",  # seeds 000 and 003: T, not the DDPM timesteps
-    "qgfd_steps": "steps",  # seed 001's DiffusionConfig field
-    "target_alpha": "alpha",  # seed 003 (the value alpha reaches after the warm-up)
+# prototype spelling -> QGFDOptions field
+PROTOTYPE_ALIASES: dict[str, str] = {
+    "diffusion_steps": "steps",  # prototypes 000 and 003: T, not the DDPM timesteps
+    "qgfd_steps": "steps",  # prototype 001's DiffusionConfig field
+    "target_alpha": "alpha",  # prototype 003 (the value alpha reaches after the warm-up)
     "qgfd_alpha": "alpha",
-    "temp": "temperature",  # seed 003
+    "temp": "temperature",  # prototype 003
     "qgfd_temperature": "temperature",
-    "detach_P": "detach_transition",  # seed 003
+    "detach_P": "detach_transition",  # prototype 003
     "qgfd_topk": "topk",
     "qgfd_alpha_mode": "alpha_mode",
     "qgfd_warmup_steps": "warmup_steps",
@@ -80,14 +81,14 @@ class QGFDOptions:
     alpha: a in [0, 1]; with ``alpha_mode="warmup"`` the value reached after ``warmup_steps``.
     steps: T >= 0 iterations, or None for the PPR fixed point (1 - a) p0 (I - a P)^-1.
     transition: how P is built (``keys``, ``cosine``, ``attention``, ``graph``, ``linear``).
-    iteration: ``ppr`` (personalised PageRank) or ``power`` (seed 001).
+    iteration: ``ppr`` (personalised PageRank) or ``power`` (prototype 001).
     topk: keep the k largest entries of each row of a softmax-type P (None = all).
     temperature: tau of the ``cosine`` transition, softmax(K^ K^^T / tau).
-    alpha_mode: ``fixed``; ``warmup`` alpha(step) = alpha * min(1, step / warmup_steps) (seed
-        003); ``learnable`` one alpha per head, starting at ``alpha``.
+    alpha_mode: ``fixed``; ``warmup`` alpha(step) = alpha * min(1, step / warmup_steps)
+        (prototype 003); ``learnable`` one alpha per head, starting at ``alpha``.
     warmup_steps: optimiser steps of the warm-up (``alpha_mode="warmup"``).
     early_stop_eps: stop the iteration once max |W_{t+1} - W_t| < eps (None = never).
-    detach_transition: build P from detached keys (seed 003's ``detach_P``).
+    detach_transition: build P from detached keys (prototype 003's ``detach_P``).
     path: ``auto``, ``fused`` (T + 1 fused attention calls) or ``materialized`` (P built once).
     solver: how steps=None solves the fixed point: ``auto`` (Chebyshev where P's spectrum is
         known real, GMRES elsewhere; fixed_point.py), ``chebyshev``, ``gmres``, ``ppr`` (the
@@ -183,7 +184,7 @@ class QGFDOptions:
 
 
 def canonical_qgfd_keys(options: Mapping[str, Any], where: str = "qgfd") -> dict[str, Any]:
-    """Seed spellings -> ``QGFDOptions`` field names; a field given twice (in two spellings) or
+    """Prototype spellings -> ``QGFDOptions`` field names; a field given twice (in two spellings) or
     an unknown key is an error that names it."""
     spelled = _spellings(options, where)
     return {name: options[key] for name, key in spelled.items()}
@@ -200,7 +201,7 @@ def qgfd_options(base: QGFDOptions | None = None, /, **options: Any) -> QGFDOpti
 
 def _build(base: QGFDOptions | None, options: Mapping[str, Any], where: str) -> QGFDOptions:
     """``base`` with ``options`` (any spelling) replaced; an invalid value's error also names
-    the seed spelling it was given in (e.g. ``target_alpha`` for ``alpha``)."""
+    the prototype spelling it was given in (e.g. ``target_alpha`` for ``alpha``)."""
     spelled = _spellings(options, where)
     values = {name: options[key] for name, key in spelled.items()}
     try:
@@ -221,7 +222,7 @@ def _spellings(options: Mapping[str, Any], where: str) -> dict[str, str]:
     """field name -> the key it was given as."""
     spelled: dict[str, str] = {}
     for key in options:
-        name = SEED_ALIASES.get(key, key)
+        name = PROTOTYPE_ALIASES.get(key, key)
         if name in spelled:
             raise ValueError(f"{where}: {name!r} is given twice, as {spelled[name]!r} and {key!r}")
         spelled[name] = key
@@ -229,6 +230,6 @@ def _spellings(options: Mapping[str, Any], where: str) -> dict[str, str]:
     if unknown:
         raise ValueError(
             f"{where}: unknown QGFD option(s) {unknown}; allowed: {list(QGFDOptions.field_names())}"
-            f" (seed spellings: {sorted(SEED_ALIASES)})"
+            f" (prototype spellings: {sorted(PROTOTYPE_ALIASES)})"
         )
     return spelled

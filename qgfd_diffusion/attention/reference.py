@@ -1,4 +1,4 @@
-"""Naive QGFD, written straight from the seed formulas: materialise p0 and P, loop on p.
+"""Naive QGFD, written straight from the prototypes' formulas: materialise p0 and P, loop on p.
 
 O(T Lq N^2) time and O(N^2) memory per head. It exists as the independent reference that the
 fast kernel is tested and benchmarked against; never use it in a model.
@@ -38,12 +38,12 @@ def naive_qgfd_attention(
     p0 = torch.softmax(logits, dim=-1)
     P = naive_transition(query, key, p0, bias, transition, topk, temperature, graph, s)
     a = _alpha(alpha, query)
-    if iteration == "power":  # seed 001: mix p0 with p0 P^T (P to the power T)
+    if iteration == "power":  # prototype 001: mix p0 with p0 P^T (P to the power T)
         p = (1 - a) * p0 + a * p0 @ torch.linalg.matrix_power(P, steps)
-    elif steps is None:  # seed 000: p_inf = (1 - a) p0 (I - a P)^-1
+    elif steps is None:  # prototype 000: p_inf = (1 - a) p0 (I - a P)^-1
         eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
         p = (1 - a) * p0 @ torch.linalg.inv(eye - a * P)
-    else:  # seed 000: p_{t+1} = (1 - a) p0 + a p_t P
+    else:  # prototype 000: p_{t+1} = (1 - a) p0 + a p_t P
         p = p0
         for _ in range(steps):
             p = (1 - a) * p0 + a * p @ P
@@ -51,7 +51,7 @@ def naive_qgfd_attention(
 
 
 def naive_transition(query, key, p0, bias, transition, topk, temperature, graph, s) -> Tensor:
-    """P [B|1, H|1, N, N] from the seed definitions."""
+    """P [B|1, H|1, N, N] from the prototypes' definitions."""
     N = key.shape[-2]
     P_bias = None if bias is None else (bias if bias.shape[-2] in (1, N) else None)
     if transition == "attention":

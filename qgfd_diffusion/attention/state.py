@@ -8,7 +8,7 @@ are ``QGFDState`` subclasses, so the state-dict keys stay ``<module>.step`` (and
 rule (:meth:`QGFDState.current_alpha`, ``QGFDOptions.alpha_mode``):
 
 * ``fixed``     a = alpha, a python float
-* ``warmup``    a(step) = alpha * min(1, step / warmup_steps) (seed 003), a 0-d tensor; step is
+* ``warmup``    a(step) = alpha * min(1, step / warmup_steps) (prototype 003), a 0-d tensor; step is
                 the optimiser step held in the ``step`` buffer (a float when warmup_steps = 0)
 * ``learnable`` a_h = sigmoid(alpha_logit_h), one per head [H], starting at alpha
 
@@ -77,7 +77,7 @@ def alpha_logit(alpha: float) -> float:
 
 
 def warmup_alpha(target: float, step: Tensor, warmup_steps: int) -> Tensor:
-    """alpha(step) = target * min(1, step / warmup_steps) (seed 003), as a 0-d tensor op."""
+    """alpha(step) = target * min(1, step / warmup_steps) (prototype 003), as a 0-d tensor op."""
     return target * (step.to(torch.float32) / warmup_steps).clamp(max=1.0)
 
 

@@ -156,7 +156,7 @@ class SoftmaxTransition:
 
 
 class TopKSoftmaxTransition(SoftmaxTransition):
-    """Softmax restricted to the k largest logits of each row (seed 000's sparse P).
+    """Softmax restricted to the k largest logits of each row (prototype 000's sparse P).
 
     Neighbour indices come from row chunks of the similarity (never the whole N x N at once,
     and without gradient: selection is piecewise constant); the kept logits are recomputed from

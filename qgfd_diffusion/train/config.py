@@ -165,7 +165,7 @@ class RunConfig:
 
 
 def resolve_model_section(data: dict) -> dict:
-    """``model: {preset: NAME, ...}`` -> the preset's sizes overridden by the rest; flat seed
+    """``model: {preset: NAME, ...}`` -> the preset's sizes overridden by the rest; flat prototype
     keys (``qgfd_alpha``, ``num_timesteps``, ...) folded into ``qgfd`` / ``schedule``."""
     model = dict(data.get("model") or {})
     preset = model.pop("preset", None)

@@ -1,4 +1,4 @@
-"""QGFDOptions: one vocabulary (seed spellings mapped once) and one alpha holder (QGFDState)."""
+"""QGFDOptions: one vocabulary (prototype spellings mapped once), one alpha holder (QGFDState)."""
 
 import dataclasses
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qgfd_diffusion.attention import (
-    SEED_ALIASES,
+    PROTOTYPE_ALIASES,
     QGFDKernel,
     QGFDLayer,
     QGFDMultiheadAttention,
@@ -24,7 +24,7 @@ from qgfd_diffusion.attention import (
 
 B, H, L, D = 2, 4, 9, 32
 
-# A non-default value for every field that a seed spelling maps to.
+# A non-default value for every field that a prototype spelling maps to.
 NON_DEFAULT = dict(
     steps=5,
     alpha=0.4,
@@ -36,7 +36,7 @@ NON_DEFAULT = dict(
 )
 
 
-@pytest.mark.parametrize("alias, field", sorted(SEED_ALIASES.items()))
+@pytest.mark.parametrize("alias, field", sorted(PROTOTYPE_ALIASES.items()))
 def test_every_seed_alias_maps_to_its_field(alias, field):
     value = NON_DEFAULT[field]
     assert qgfd_options(**{alias: value}) == QGFDOptions(**{field: value})

@@ -1,6 +1,6 @@
 """Prototype 001's own code blocks, run exactly as the document wrote them.
 
-The blocks are read from tests/fixtures/seed_001.txt, a byte-identical copy of the prototype
+The blocks are read from tests/fixtures/prototype_001.txt, a byte-identical copy of the prototype
 document (its sha256 is pinned below, so an edit of the copy fails here), and executed
 unchanged, except for the substitutions that cannot run offline: hub model names become tiny
 local checkpoints and the model sizes become tiny ones (``TINY_SIZES``). The prototype's module
@@ -20,7 +20,7 @@ import torch
 import qgfd_diffusion
 from qgfd_diffusion.adapters.tiny import TINY_WIDTH
 
-PROTOTYPE = Path(__file__).resolve().parents[1] / "fixtures" / "seed_001.txt"
+PROTOTYPE = Path(__file__).resolve().parents[1] / "fixtures" / "prototype_001.txt"
 PROTOTYPE_SHA256 = "079b18082f5572841386831024a1eb0d1391680e34a96961f094d1ba9883ad6a"
 QUICKSTART, TRAINING_STEP, _, _, SHARED_CALL, SHARED_BACKBONE = range(6)
 TINY_SIZES = {
