@@ -5,7 +5,7 @@ Dimension legend: B batch, L latent tokens, C latent channels, D width, H heads.
 1. Training step (forward + min-SNR diffusion loss + backward + Adam step) of the same backbone
    (same weights) with SDPA, QGFD T=2 and QGFD T=4 self-attention, at several L. Measurements
    are interleaved (sdpa, qgfd2, qgfd4, sdpa, ...) and summarised by their medians.
-2. Graph QGFD vs dense QGFD at the same T (issue 15): a training step on an image-like grid of
+2. Graph QGFD vs dense QGFD at the same T: a training step on an image-like grid of
    L = side^2 tokens with QGFD over a 4-neighbour grid graph (``layout_graph=grid4``, sparse:
    O(E d) per step), the same graph given as a dense [B, L, L] adjacency, and QGFD over key
    similarity (``keys``, T + 1 fused attention calls); target: graph / keys <= 1.

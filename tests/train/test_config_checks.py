@@ -115,7 +115,7 @@ def test_adapter_and_data_options_are_typed_like_the_rest_of_the_config():
 
 @pytest.mark.parametrize(
     "override,message",
-    [  # the three late errors of issue 13: each used to stop the run after phase 1 trained
+    [  # three errors that a run would otherwise meet only after phase 1 trained
         ("phases.1.adapter=patch_imag", "phases[1].adapter: unknown adapter 'patch_imag'"),
         ("phases.1.data.name=digitz", "phases[1].data.name: unknown bundled source 'digitz'"),
         ("phases.1.adapter_options.patch_sz=2", "phases[1].adapter_options.patch_sz: unknown key"),
